@@ -1,0 +1,228 @@
+"""Typed, frozen configuration: packaged defaults, a YAML file, then environment overrides.
+
+Loading is explicit (`load_config()`); importing this module reads nothing.
+
+Precedence, lowest first:
+1. `nightshelf/defaults.yaml` (shipped with the package);
+2. the file named by `$NIGHTSHELF_CONFIG` (or the `path` argument);
+3. environment variables `NIGHTSHELF__SECTION__KEY=value` (values parsed as YAML scalars);
+4. `$NIGHTSHELF_HOME` for `home`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+ENV_PREFIX = "NIGHTSHELF__"
+DEFAULTS = Path(__file__).with_name("defaults.yaml")
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    type_map: dict[str, str]
+    weights: dict[str, float]
+    double_fire_seconds: int
+    late_tolerance_hours: int
+    future_tolerance_minutes: int
+    max_price: float
+    max_quantity: int
+    pii: dict[str, str]
+    column_map: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    windows_days: list[int]
+    sequence_length: int
+    history_days: int
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    max_len: int
+    dim: int
+    blocks: int
+    heads: int
+    dropout: float
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    patience: int
+    seed: int
+    holdout_days: int
+    metrics_k: list[int]
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    metric: str
+    tolerance: float
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    top_n: int
+    batch_size: int
+    exclusion_window_days: int
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    master: str
+    shuffle_partitions: int
+    driver_memory: str
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    tracking_uri: str
+    experiment: str
+
+
+@dataclass(frozen=True)
+class DirtConfig:
+    exact_duplicates: float
+    double_fires: float
+    null_required: float
+    unknown_event_types: float
+    bad_timestamps: float
+
+
+@dataclass(frozen=True)
+class ShopConfig:
+    seed: int
+    users: int
+    items: int
+    days: int
+    end: str
+    initial_user_fraction: float
+    new_items_per_day: int
+    formats: list[str]
+    dirt: DirtConfig
+
+
+@dataclass(frozen=True)
+class Config:
+    home: Path
+    events: EventsConfig
+    features: FeaturesConfig
+    model: ModelConfig
+    gate: GateConfig
+    scoring: ScoringConfig
+    spark: SparkConfig
+    mlflow: MlflowConfig
+    shop: ShopConfig
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI: configured, or a SQLite store under the home folder."""
+        if self.mlflow.tracking_uri:
+            return self.mlflow.tracking_uri
+        return f"sqlite:///{self.home / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.home / "mlflow" / "artifacts"
+
+
+def _merge(base: dict, override: Mapping) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict:
+    tree: dict = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__") if k]
+        node = tree
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = yaml.safe_load(raw) if raw != "" else ""
+    return tree
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Build a (nested) frozen dataclass from plain data, checking keys and coercing scalars."""
+    if not dataclasses.is_dataclass(cls):
+        return _coerce(cls, data, where)
+    if not isinstance(data, Mapping):
+        raise ValueError(f"config {where or '<root>'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(
+            f"config {where or '<root>'}: unknown key(s) {unknown}; known: {sorted(names)}"
+        )
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        sub = f"{where}.{f.name}" if where else f.name
+        if f.name in data:
+            kwargs[f.name] = _build(hints[f.name], data[f.name], sub)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ValueError(f"config {sub}: missing (add it to your config file)")
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    try:
+        if tp is Path:
+            return Path(value)
+        if origin is dict:
+            kt, vt = typing.get_args(tp)
+            return {_coerce(kt, k, where): _coerce(vt, v, where) for k, v in (value or {}).items()}
+        if origin is list:
+            (it,) = typing.get_args(tp)
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            return [_coerce(it, v, where) for v in value]
+        if tp is bool:
+            return bool(value)
+        if tp in (int, float, str):
+            if tp is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError("not a whole number")
+            return tp(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"config {where}: cannot read {value!r} as {tp}: {exc}") from exc
+    return value
+
+
+def load_config(path: str | os.PathLike | None = None,
+                environ: Mapping[str, str] | None = None) -> Config:
+    """Load the configuration (defaults, then file, then environment)."""
+    environ = os.environ if environ is None else environ
+    data = yaml.safe_load(DEFAULTS.read_text())
+    path = path or environ.get("NIGHTSHELF_CONFIG")
+    if path:
+        user = yaml.safe_load(Path(path).read_text()) or {}
+        data = _merge(data, user)
+    data = _merge(data, _env_overrides(environ))
+    if environ.get("NIGHTSHELF_HOME"):
+        data["home"] = environ["NIGHTSHELF_HOME"]
+    cfg = _build(Config, data, "")
+    return dataclasses.replace(cfg, home=cfg.home.expanduser().resolve())
+
+
+def replace(cfg: Config, **sections: Mapping[str, Any]) -> Config:
+    """A copy of `cfg` with some keys of some sections changed (for tests and CLIs)."""
+    changes = {}
+    for section, values in sections.items():
+        current = getattr(cfg, section)
+        changes[section] = dataclasses.replace(current, **values) if values else current
+    return dataclasses.replace(cfg, **changes)

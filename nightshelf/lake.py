@@ -1,0 +1,86 @@
+"""Where everything lives under the home folder: one function per location."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+
+from nightshelf.config import Config
+
+
+def parse_ds(ds: str) -> date:
+    """Parse a logical date `YYYY-MM-DD`, with an error that says what is expected."""
+    try:
+        return date.fromisoformat(ds)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"logical date {ds!r} is not YYYY-MM-DD") from exc
+
+
+def cutoff(ds: str) -> datetime:
+    """End of the logical day `ds` in UTC: nothing at or after it may be used that night."""
+    return datetime.combine(parse_ds(ds) + timedelta(days=1), time.min, tzinfo=timezone.utc)
+
+
+def part(ds: str) -> str:
+    return f"ds={parse_ds(ds).isoformat()}"
+
+
+def landing_events(cfg: Config, ds: str | None = None) -> Path:
+    base = cfg.home / "landing" / "events"
+    return base / part(ds) if ds else base
+
+
+def landing_catalog(cfg: Config, ds: str | None = None) -> Path:
+    base = cfg.home / "landing" / "catalog"
+    return base / part(ds) if ds else base
+
+
+def lake(cfg: Config, *parts: str) -> Path:
+    return cfg.home.joinpath("lake", *parts)
+
+
+def clean_events(cfg: Config, ds: str | None = None) -> Path:
+    base = lake(cfg, "clean", "events")
+    return base / part(ds) if ds else base
+
+
+def clean_catalog(cfg: Config, ds: str | None = None) -> Path:
+    base = lake(cfg, "clean", "catalog")
+    return base / part(ds) if ds else base
+
+
+def quarantine(cfg: Config, ds: str | None = None) -> Path:
+    base = lake(cfg, "quarantine", "events")
+    return base / part(ds) if ds else base
+
+
+def clean_counts(cfg: Config, ds: str) -> Path:
+    return lake(cfg, "clean", "_counts", part(ds), "counts.json")
+
+
+def features(cfg: Config, table: str, ds: str | None = None) -> Path:
+    base = lake(cfg, "features", table)
+    return base / part(ds) if ds else base
+
+
+def recommendations(cfg: Config, ds: str | None = None) -> Path:
+    base = lake(cfg, "recommendations")
+    return base / part(ds) if ds else base
+
+
+def staging_recommendations(cfg: Config, ds: str) -> Path:
+    """Where scoring writes a night's lists before they are validated and published."""
+    return lake(cfg, "_staging", "recommendations", part(ds))
+
+
+def run_dir(cfg: Config, ds: str) -> Path:
+    """Per-night records that tasks hand to each other: training result, gate, validations."""
+    return lake(cfg, "runs", part(ds))
+
+
+def gx_root(cfg: Config) -> Path:
+    return cfg.home / "gx"
+
+
+def data_docs_index(cfg: Config) -> Path:
+    return gx_root(cfg) / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
