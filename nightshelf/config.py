@@ -75,6 +75,13 @@ class ScoringConfig:
 
 
 @dataclass(frozen=True)
+class ValidationConfig:
+    raw_mostly: float
+    max_quarantine_rate: float
+    max_duplicate_rate: float
+
+
+@dataclass(frozen=True)
 class SparkConfig:
     master: str
     shuffle_partitions: int
@@ -117,6 +124,7 @@ class Config:
     model: ModelConfig
     gate: GateConfig
     scoring: ScoringConfig
+    validation: ValidationConfig
     spark: SparkConfig
     mlflow: MlflowConfig
     shop: ShopConfig

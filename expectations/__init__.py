@@ -1,0 +1,1 @@
+"""Great Expectations suites, one per stage, and the runner that gates the night."""

@@ -1,0 +1,1 @@
+"""PySpark jobs: pure DataFrame transforms with a thin main() for spark-submit."""

@@ -1,0 +1,297 @@
+"""Clean one day of raw events: normalise, quarantine bad rows, de-duplicate, protect PII.
+
+Every raw row ends in exactly one place: the clean table, the duplicate count, or the
+quarantine (with a reason). `rows_in == clean + duplicates + quarantined` is checked before
+anything is written, and the counts are recorded next to the partition.
+
+Run with spark-submit (the DAG does this through SparkSubmitOperator):
+
+    spark-submit jobs/clean.py --ds 2026-11-22
+    spark-submit jobs/clean.py --from 2026-11-01 --to 2026-11-21   # several days, one session
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+from datetime import timedelta
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from nightshelf import lake
+from nightshelf import schema as S
+from nightshelf.config import Config, EventsConfig, load_config
+
+log = logging.getLogger("nightshelf.clean")
+
+PII_KEY_ENV = "NIGHTSHELF_PII_KEY"
+
+
+def require_columns(df: DataFrame, required: tuple[str, ...], what: str) -> None:
+    """Fail with the missing columns named, and the columns that were there."""
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        got = ", ".join(c for c in df.columns if not c.startswith("_"))
+        raise ValueError(
+            f"{what}: column(s) {', '.join(missing)} missing (got: {got}); rename them in the "
+            f"export or map them with events.column_map in the config"
+        )
+
+
+def hmac_sha256(col: Column, key: bytes) -> Column:
+    """HMAC-SHA256 (RFC 2104) of a string column as hex, in Spark SQL (no Python UDF)."""
+    block = 64
+    if len(key) > block:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(block, b"\0")
+    ipad = bytearray(b ^ 0x36 for b in key)
+    opad = bytearray(b ^ 0x5C for b in key)
+    inner = F.unhex(F.sha2(F.concat(F.lit(ipad), F.encode(col, "UTF-8")), 256))
+    return F.sha2(F.concat(F.lit(opad), inner), 256)
+
+
+def protect_pii(df: DataFrame, *, pii: dict[str, str], key: bytes | None) -> DataFrame:
+    """Drop or keyed-hash the PII columns named in config (`<col>_hash` replaces `<col>`)."""
+    for col, action in pii.items():
+        if col not in df.columns:
+            continue
+        if action == "drop":
+            df = df.drop(col)
+        elif action == "hash":
+            if not key:
+                raise ValueError(
+                    f"events.pii: column {col} is to be hashed but ${PII_KEY_ENV} is not set; "
+                    f"export a secret key in {PII_KEY_ENV} (never commit it)"
+                )
+            df = df.withColumn(f"{col}_hash", hmac_sha256(F.col(col), key)).drop(col)
+        else:
+            raise ValueError(f"events.pii.{col}: unknown action {action!r} (use drop or hash)")
+    return df
+
+
+def parse_event_time(col: Column) -> Column:
+    """ISO-8601 with a zone, epoch seconds or epoch milliseconds -> UTC timestamp, else null."""
+    s = F.trim(col)
+    return (
+        F.when(s.rlike(r"^\d{12,13}$"), F.timestamp_millis(s.try_cast("long")))
+        .when(s.rlike(r"^\d{9,10}(\.\d+)?$"), F.timestamp_seconds(s.try_cast("double")))
+        .when(s.rlike(r"^\d{4}-\d{2}-\d{2}[T ].*(Z|[+-]\d{2}:?\d{2})$"), F.try_to_timestamp(s))
+    )
+
+
+def normalise_events(df: DataFrame, *, ds: str, events: EventsConfig) -> DataFrame:
+    """Parse and map the raw columns; rows that cannot be used get a `reject_reason`."""
+    require_columns(df, S.REQUIRED_EVENT_COLUMNS, f"raw events for ds={ds}")
+    for c in S.OPTIONAL_EVENT_COLUMNS:
+        if c not in df.columns:
+            df = df.withColumn(c, F.lit(None).cast("string"))
+    type_map = F.create_map(*[F.lit(x) for kv in events.type_map.items() for x in kv])
+    weights = F.create_map(*[F.lit(x) for kv in events.weights.items() for x in kv])
+    start = lake.cutoff(ds) - timedelta(days=1)
+    earliest = start - timedelta(hours=events.late_tolerance_hours)
+    latest = lake.cutoff(ds) + timedelta(minutes=events.future_tolerance_minutes)
+
+    out = (
+        df.withColumn("_raw_type", F.lower(F.trim(S.EVENT_TYPE)))
+        .withColumn(S.USER, F.trim(S.USER))
+        .withColumn(S.ITEM, F.trim(S.ITEM))
+        .withColumn("_raw_time", F.col(S.EVENT_TIME))
+        .withColumn("_raw_price", F.trim(S.PRICE))
+        .withColumn("_raw_qty", F.trim(S.QUANTITY))
+        .withColumn(S.EVENT_TYPE, type_map[F.col("_raw_type")])
+        .withColumn(S.EVENT_TIME, parse_event_time(F.col(S.EVENT_TIME)))
+        .withColumn(S.PRICE, F.trim(S.PRICE).try_cast("double"))
+        .withColumn(S.QUANTITY, F.trim(S.QUANTITY).try_cast("int"))
+        .withColumn(S.WEIGHT, weights[F.col(S.EVENT_TYPE)].cast("double"))
+    )
+    blank = lambda c: F.col(c).isNull() | (F.col(c) == "")  # noqa: E731
+    raw_type, raw_price, raw_qty = F.col("_raw_type"), F.col("_raw_price"), F.col("_raw_qty")
+    reason = (
+        F.when(blank(S.USER), "missing_user_id")
+        .when(blank(S.ITEM), "missing_item_id")
+        .when(raw_type.isNull() | (raw_type == ""), "missing_event_type")
+        .when(F.col(S.EVENT_TYPE).isNull(), "unknown_event_type")
+        .when(F.col("_raw_time").isNull() | (F.trim("_raw_time") == ""), "missing_event_time")
+        .when(F.col(S.EVENT_TIME).isNull(), "bad_event_time")
+        .when(F.col(S.EVENT_TIME) < F.lit(earliest), "event_time_before_partition")
+        .when(F.col(S.EVENT_TIME) >= F.lit(latest), "event_time_after_partition")
+        .when(raw_price.isNotNull() & (raw_price != "") & F.col(S.PRICE).isNull(), "bad_price")
+        .when((F.col(S.PRICE) < 0) | (F.col(S.PRICE) > events.max_price), "price_out_of_range")
+        .when(raw_qty.isNotNull() & (raw_qty != "") & F.col(S.QUANTITY).isNull(), "bad_quantity")
+        .when((F.col(S.QUANTITY) <= 0) | (F.col(S.QUANTITY) > events.max_quantity),
+              "quantity_out_of_range")
+    )
+    derived_id = F.substring(
+        F.sha2(F.concat_ws("|", S.USER, S.ITEM, S.EVENT_TYPE, "_raw_time", S.SESSION), 256), 1, 32
+    )
+    return (
+        out.withColumn(S.REJECT_REASON, reason)
+        .withColumn(S.EVENT_ID, F.coalesce(F.nullif(F.trim(S.EVENT_ID), F.lit("")), derived_id))
+        .drop("_raw_type", "_raw_time", "_raw_price", "_raw_qty")
+    )
+
+
+def mark_duplicates(df: DataFrame, *, double_fire_seconds: int) -> DataFrame:
+    """Add `dup_kind`: null for the event kept, `exact` or `double_fire` for the others.
+
+    Exact: the same event_id again (kept: the earliest). Double-fire: the same user, item and
+    event type again within `double_fire_seconds` of the previous one kept.
+    """
+    by_id = Window.partitionBy(S.EVENT_ID).orderBy(S.EVENT_TIME, S.RAW)
+    df = df.withColumn("_n", F.row_number().over(by_id))
+    by_key = Window.partitionBy(S.USER, S.ITEM, S.EVENT_TYPE).orderBy(S.EVENT_TIME, S.EVENT_ID)
+    first = df.filter(F.col("_n") == 1)
+    gap = F.unix_micros(F.col(S.EVENT_TIME)) - F.unix_micros(F.lag(S.EVENT_TIME).over(by_key))
+    first = first.withColumn(
+        "dup_kind",
+        F.when(gap < double_fire_seconds * 1_000_000, F.lit("double_fire")),
+    )
+    exact = df.filter(F.col("_n") > 1).withColumn("dup_kind", F.lit("exact"))
+    return first.unionByName(exact).drop("_n")
+
+
+def clean_events(raw: DataFrame, *, ds: str, events: EventsConfig,
+                 pii_key: bytes | None) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """Raw rows -> (clean, quarantine, duplicates), every row in exactly one of the three."""
+    raw = protect_pii(raw, pii=events.pii, key=pii_key)
+    cols = [c for c in raw.columns if c != "_source_file"]
+    raw = raw.withColumn(S.RAW, F.to_json(F.struct(*[F.col(f"`{c}`") for c in cols])))
+    norm = normalise_events(raw, ds=ds, events=events)
+    quarantine = norm.filter(F.col(S.REJECT_REASON).isNotNull()).select(
+        S.RAW, S.REJECT_REASON, "_source_file")
+    good = mark_duplicates(norm.filter(F.col(S.REJECT_REASON).isNull()),
+                           double_fire_seconds=events.double_fire_seconds)
+    extra = [c for c in good.columns if c.endswith("_hash")]
+    clean = good.filter(F.col("dup_kind").isNull()).select(*S.CLEAN_EVENT_COLUMNS, *extra)
+    dups = good.filter(F.col("dup_kind").isNotNull()).select(S.EVENT_ID, "dup_kind")
+    return clean, quarantine, dups
+
+
+def clean_catalog(raw: DataFrame, *, ds: str) -> tuple[DataFrame, DataFrame]:
+    """Typed catalog snapshot (one row per item) and its rejected rows."""
+    require_columns(raw, S.REQUIRED_CATALOG_COLUMNS, f"catalog for ds={ds}")
+    for c in (S.REPURCHASABLE, S.FIRST_SEEN, S.DESCRIPTION):
+        if c not in raw.columns:
+            raw = raw.withColumn(c, F.lit(None).cast("string"))
+    truthy = ["true", "1", "yes", "y", "t"]
+    typed = raw.select(
+        F.trim(S.ITEM).alias(S.ITEM), F.trim(S.TITLE).alias(S.TITLE),
+        F.trim(S.CATEGORY).alias(S.CATEGORY), F.trim(S.BRAND).alias(S.BRAND),
+        F.trim(S.PRICE).try_cast("double").alias(S.PRICE),
+        F.lower(F.trim(S.AVAILABLE)).isin(truthy).alias(S.AVAILABLE),
+        F.coalesce(F.lower(F.trim(S.REPURCHASABLE)).isin(truthy), F.lit(False))
+        .alias(S.REPURCHASABLE),
+        F.try_to_date(F.col(S.FIRST_SEEN)).alias(S.FIRST_SEEN),
+        F.col(S.DESCRIPTION),
+        F.to_json(F.struct(*[F.col(f"`{c}`") for c in raw.columns if c != "_source_file"]))
+        .alias(S.RAW),
+    )
+    reason = (F.when(F.col(S.ITEM).isNull() | (F.col(S.ITEM) == ""), "missing_item_id")
+              .when(F.col(S.PRICE).isNull() | (F.col(S.PRICE) < 0), "bad_price"))
+    typed = typed.withColumn(S.REJECT_REASON, reason)
+    one = Window.partitionBy(S.ITEM).orderBy(F.col(S.AVAILABLE).desc(), S.RAW)
+    good = (typed.filter(F.col(S.REJECT_REASON).isNull())
+            .withColumn("_n", F.row_number().over(one)).filter("_n = 1")
+            .drop("_n", S.RAW, S.REJECT_REASON))
+    rejects = typed.filter(F.col(S.REJECT_REASON).isNotNull()).select(S.RAW, S.REJECT_REASON)
+    return good, rejects
+
+
+def _counts(rows_in: int, clean: DataFrame, quarantine: DataFrame, dups: DataFrame,
+            ds: str) -> dict:
+    by_reason = {r[S.REJECT_REASON]: r["count"]
+                 for r in quarantine.groupBy(S.REJECT_REASON).count().collect()}
+    by_dup = {r["dup_kind"]: r["count"] for r in dups.groupBy("dup_kind").count().collect()}
+    counts = {
+        "ds": ds, "rows_in": rows_in, "clean": clean.count(),
+        "duplicates": sum(by_dup.values()), "duplicates_by_kind": by_dup,
+        "quarantined": sum(by_reason.values()), "quarantined_by_reason": by_reason,
+    }
+    total = counts["clean"] + counts["duplicates"] + counts["quarantined"]
+    if total != rows_in:
+        raise RuntimeError(f"clean ds={ds}: {rows_in} rows in but {total} accounted for {counts}")
+    return counts
+
+
+def latest_catalog_folder(cfg: Config, ds: str):
+    """The catalog landed for `ds`, else the latest landed before it."""
+    base = lake.landing_catalog(cfg)
+    wanted = lake.landing_catalog(cfg, ds)
+    if wanted.is_dir():
+        return wanted
+    older = sorted(p for p in base.glob("ds=*") if p.name <= wanted.name) if base.is_dir() else []
+    if not older:
+        raise FileNotFoundError(
+            f"catalog for ds={ds}: nothing landed in {base} on or before that day; land a "
+            f"catalog snapshot in {wanted}"
+        )
+    log.warning("catalog for ds=%s not landed; using the snapshot of %s", ds, older[-1].name)
+    return older[-1]
+
+
+def run(spark, cfg: Config, ds: str) -> dict:
+    """Clean the events and catalog landed for `ds`; returns the counts."""
+    from jobs.storage import read_landed, write_atomically, write_json
+
+    key = os.environ.get(PII_KEY_ENV, "").encode() or None
+    raw = read_landed(spark, lake.landing_events(cfg, ds), f"raw events for ds={ds}",
+                      cfg.events.column_map).cache()
+    rows_in = raw.count()
+    clean, quarantine, dups = clean_events(raw, ds=ds, events=cfg.events, pii_key=key)
+    clean, quarantine, dups = clean.cache(), quarantine.cache(), dups.cache()
+    counts = _counts(rows_in, clean, quarantine, dups, ds)
+    write_atomically(clean, lake.clean_events(cfg, ds), spark)
+    write_atomically(quarantine, lake.quarantine(cfg, ds), spark)
+
+    cat_raw = read_landed(spark, latest_catalog_folder(cfg, ds), f"catalog for ds={ds}")
+    catalog, cat_rejects = clean_catalog(cat_raw, ds=ds)
+    catalog = catalog.cache()
+    counts["catalog_items"] = catalog.count()
+    counts["catalog_rejected"] = cat_rejects.count()
+    write_atomically(catalog, lake.clean_catalog(cfg, ds), spark)
+    write_atomically(cat_rejects, lake.lake(cfg, "quarantine", "catalog", lake.part(ds)), spark)
+    write_json(counts, lake.clean_counts(cfg, ds))
+    log.info("clean ds=%s: %s", ds, {k: v for k, v in counts.items() if k != "ds"})
+    for df in (raw, clean, quarantine, dups, catalog):
+        df.unpersist()
+    return counts
+
+
+def days_between(first: str, last: str) -> list[str]:
+    a, b = lake.parse_ds(first), lake.parse_ds(last)
+    return [(a + timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """spark-submit jobs/clean.py --ds YYYY-MM-DD [--ds ...] | --from A --to B [--config F]"""
+    from nightshelf.logs import setup_logging
+    from nightshelf.spark import get_spark
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--ds", action="append", default=[])
+    p.add_argument("--from", dest="first")
+    p.add_argument("--to", dest="last")
+    p.add_argument("--config")
+    args = p.parse_args(argv)
+    setup_logging()
+    days = list(args.ds)
+    if args.first or args.last:
+        if not (args.first and args.last):
+            p.error("--from and --to go together")
+        days += days_between(args.first, args.last)
+    if not days:
+        p.error("give --ds or --from/--to")
+    cfg = load_config(args.config)
+    spark = get_spark(cfg, "clean")
+    try:
+        for ds in days:
+            run(spark, cfg, ds)
+    finally:
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main()

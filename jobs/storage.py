@@ -1,0 +1,103 @@
+"""Reading landed files and writing lake partitions atomically (used only by jobs' main())."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+log = logging.getLogger(__name__)
+
+READERS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+
+
+class InputError(ValueError):
+    """A landed file or folder that cannot be read as it is; the message says what to do."""
+
+
+def landed_files(folder: Path, what: str) -> list[Path]:
+    if not folder.is_dir():
+        raise InputError(f"{what}: no landed folder {folder} (land the day's files there first)")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in READERS)
+    if not files:
+        other = sorted(p.name for p in folder.iterdir() if not p.name.startswith(("_", ".")))
+        raise InputError(
+            f"{what}: no .csv, .jsonl or .parquet file in {folder} (found: {other or 'nothing'})"
+        )
+    return files
+
+
+def read_as_strings(spark: SparkSession, path: Path, what: str) -> DataFrame:
+    """One landed file with every column as a string, so that parsing happens in the job."""
+    fmt = READERS[path.suffix.lower()]
+    try:
+        if fmt == "csv":
+            df = spark.read.option("header", True).option("mode", "PERMISSIVE").csv(str(path))
+        elif fmt == "json":
+            df = spark.read.option("primitivesAsString", True).json(str(path))
+        else:
+            df = spark.read.parquet(str(path))
+        df = df.select([F.col(f"`{c}`").cast("string").alias(c.strip()) for c in df.columns])
+        df.schema  # noqa: B018  (forces the read of the file's schema here)
+    except Exception as exc:  # pyspark raises many kinds; all mean the same to the operator
+        raise InputError(
+            f"{what}: cannot read {path} as {fmt} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200]}); check the file is really {fmt}"
+        ) from exc
+    return df
+
+
+def read_landed(spark: SparkSession, folder: Path, what: str,
+                column_map: dict[str, str] | None = None) -> DataFrame:
+    """All files of a landed partition, unioned by column name, columns renamed by the map."""
+    frames = []
+    for path in landed_files(folder, what):
+        df = read_as_strings(spark, path, what)
+        for src, dst in (column_map or {}).items():
+            if src in df.columns:
+                df = df.withColumnRenamed(src, dst)
+        frames.append(df.withColumn("_source_file", F.lit(path.name)))
+        log.info("%s: reading %s", what, path)
+    out = frames[0]
+    for df in frames[1:]:
+        out = out.unionByName(df, allowMissingColumns=True)
+    return out
+
+
+def _fs(spark: SparkSession, path: str):
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath, jvm
+
+
+def write_atomically(df: DataFrame, path: Path, spark: SparkSession) -> None:
+    """Write Parquet aside, then swap it in: readers see the old partition or the new one.
+
+    Goes through the Hadoop FileSystem API, so it behaves the same on local disk and HDFS.
+    """
+    tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
+    df.write.mode("overwrite").parquet(str(tmp))
+    swap_into_place(spark, tmp, path)
+
+
+def swap_into_place(spark: SparkSession, tmp: Path, path: Path) -> None:
+    fs, target, jvm = _fs(spark, str(path))
+    old = jvm.org.apache.hadoop.fs.Path(str(path.parent / f".old-{path.name}-{uuid.uuid4().hex[:8]}"))
+    if fs.exists(target):
+        fs.rename(target, old)
+    if not fs.rename(jvm.org.apache.hadoop.fs.Path(str(tmp)), target):
+        raise IOError(f"could not move {tmp} to {path}")
+    if fs.exists(old):
+        fs.delete(old, True)
+
+
+def write_json(data: dict, path: Path) -> None:
+    """A small JSON record (counts), written aside then renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    tmp.replace(path)

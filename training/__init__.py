@@ -1,0 +1,1 @@
+"""TensorFlow/Keras training, evaluation, scoring and the MLflow registry gate."""
