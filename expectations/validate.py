@@ -104,6 +104,10 @@ def validate(cfg: Config, stage: str, ds: str, spark=None) -> dict:
             spark.stop()
     summary = {"stage": stage, "ds": ds, "success": all(r["success"] for r in results),
                "suites": results, "data_docs": str(lake.data_docs_index(cfg))}
+    if stage == "recommendations":
+        from nightshelf.publish import fingerprint
+
+        summary["fingerprint"] = fingerprint(lake.staging_recommendations(cfg, ds))
     out = lake.run_dir(cfg, ds) / f"validation-{stage}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2, default=str))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import os
 from datetime import timedelta
 
 from pyspark.sql import Column, DataFrame, Window
@@ -26,9 +25,6 @@ from nightshelf import schema as S
 from nightshelf.config import Config, EventsConfig, load_config
 
 log = logging.getLogger("nightshelf.clean")
-
-PII_KEY_ENV = "NIGHTSHELF_PII_KEY"
-
 
 def require_columns(df: DataFrame, required: tuple[str, ...], what: str) -> None:
     """Fail with the missing columns named, and the columns that were there."""
@@ -63,8 +59,8 @@ def protect_pii(df: DataFrame, *, pii: dict[str, str], key: bytes | None) -> Dat
         elif action == "hash":
             if not key:
                 raise ValueError(
-                    f"events.pii: column {col} is to be hashed but ${PII_KEY_ENV} is not set; "
-                    f"export a secret key in {PII_KEY_ENV} (never commit it)"
+                    f"events.pii: column {col} is to be hashed but no key is set; export a "
+                    f"secret key in $NIGHTSHELF_PII_KEY (never commit it)"
                 )
             df = df.withColumn(f"{col}_hash", hmac_sha256(F.col(col), key)).drop(col)
         else:
@@ -236,7 +232,9 @@ def run(spark, cfg: Config, ds: str) -> dict:
     """Clean the events and catalog landed for `ds`; returns the counts."""
     from jobs.storage import read_landed, write_atomically, write_json
 
-    key = os.environ.get(PII_KEY_ENV, "").encode() or None
+    from nightshelf.secrets import pii_key
+
+    key = pii_key(cfg)
     raw = read_landed(spark, lake.landing_events(cfg, ds), f"raw events for ds={ds}",
                       cfg.events.column_map).cache()
     rows_in = raw.count()

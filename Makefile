@@ -1,0 +1,61 @@
+# Nightshelf: the README's commands. Two environments, as Airflow advises:
+#   .venv          job runtime (Spark, TensorFlow, MLflow, GX) + the nightshelf CLI
+#   .venv-airflow  scheduler / DAG parsing / SparkSubmitOperator
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+AF_VENV := .venv-airflow
+export NIGHTSHELF_HOME ?= $(CURDIR)/var
+export NIGHTSHELF_AIRFLOW_VENV := $(CURDIR)/$(AF_VENV)
+NS := $(VENV)/bin/nightshelf
+DS ?= $(shell sed -n 's/^  end: "\(.*\)".*/\1/p' nightshelf/defaults.yaml)
+PYTEST_ARGS ?=
+
+.PHONY: install demo night test test-all test-e2e lint ui bench-quality clean-home help
+
+help:
+	@echo "make demo   - install, generate a synthetic shop, run one whole night through Airflow"
+	@echo "make test   - install, run the test suite (unit, Spark, GX, training, DAG, end-to-end)"
+	@echo "make night DS=YYYY-MM-DD - run the DAG for one logical date on what has landed"
+	@echo "make ui     - MLflow UI on http://127.0.0.1:5000"
+	@echo "make lint   - flake8 + isort --check"
+
+$(VENV)/.installed: setup.cfg pyproject.toml constraints/jobs.txt
+	@echo "== installing the job environment ($(VENV)): Spark, TensorFlow, MLflow, GX"
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -c constraints/jobs.txt -e '.[jobs,dev]'
+	touch $@
+
+$(AF_VENV)/.installed: setup.cfg pyproject.toml constraints/airflow.txt
+	@echo "== installing the Airflow environment ($(AF_VENV))"
+	test -x $(AF_VENV)/bin/python || $(PYTHON) -m venv $(AF_VENV)
+	$(AF_VENV)/bin/pip install -q --upgrade pip
+	$(AF_VENV)/bin/pip install -q -c constraints/airflow.txt -e '.[airflow,dev]'
+	touch $@
+
+install: $(VENV)/.installed $(AF_VENV)/.installed
+
+demo: install
+	@echo "== generating a synthetic shop under $(NIGHTSHELF_HOME)"
+	$(NS) generate
+	@echo "== cleaning the shop's history (every landed day before $(DS)) with Spark"
+	$(NS) bootstrap --until $(DS)
+	@echo "== running the night $(DS) through Airflow (airflow dags test recsys_nightly $(DS))"
+	$(NS) night --ds $(DS)
+
+night: install
+	$(NS) night --ds $(DS)
+
+test: install
+	$(VENV)/bin/python -m pytest -m "not bench" $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/flake8 nightshelf jobs training expectations dags tests
+	$(VENV)/bin/isort --check-only nightshelf jobs training expectations dags tests
+
+ui: install
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(NIGHTSHELF_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000
+
+clean-home:
+	rm -rf $(NIGHTSHELF_HOME)

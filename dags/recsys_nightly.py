@@ -1,0 +1,84 @@
+"""
+# recsys_nightly
+
+One night of Nightshelf for the logical date `ds`:
+
+```
+land -> validate_raw -> clean (Spark) -> validate_clean -> features (Spark) -> validate_features
+     -> train (TF, MLflow) -> gate (champion/challenger) -> score (top-N, batched)
+     -> validate_recommendations -> publish (atomic) -> report
+```
+
+Every task reads only partitions of `ds` (features: the history up to its end) and overwrites
+only its own output; a failed suite stops the night before anything is published.
+
+The Spark jobs go through `SparkSubmitOperator` on the `spark_default` connection: point it
+at a cluster (`spark://...`, `yarn`, `k8s://...`) to scale out. Every other task runs
+`nightshelf <step>` in the job environment (`$NIGHTSHELF_JOB_VENV`), not in the scheduler's.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import chain, dag
+
+REPO = Path(__file__).resolve().parents[1]
+JOB_VENV = Path(os.environ.get("NIGHTSHELF_JOB_VENV", REPO / ".venv"))
+RETRY_DELAY = timedelta(seconds=int(os.environ.get("NIGHTSHELF_RETRY_DELAY_SECONDS", "300")))
+DS = "{{ ds }}"
+
+# added to the worker's environment (NIGHTSHELF_HOME etc. pass through): the job venv first
+JOB_ENV = {
+    "PATH": f"{JOB_VENV / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+    "PYSPARK_PYTHON": str(JOB_VENV / "bin" / "python"),
+}
+
+
+def step(task_id: str, command: str, **kwargs) -> BashOperator:
+    """A task that runs `nightshelf <command> --ds <ds>` in the job environment."""
+    return BashOperator(task_id=task_id, bash_command=f"nightshelf {command} --ds {DS}",
+                        env=JOB_ENV, append_env=True, **kwargs)
+
+
+def spark_job(task_id: str, job: str) -> SparkSubmitOperator:
+    return SparkSubmitOperator(
+        task_id=task_id, application=str(REPO / "jobs" / f"{job}.py"),
+        application_args=["--ds", DS], conn_id="spark_default", name=f"nightshelf-{job}",
+        conf={"spark.log.level": "WARN"}, env_vars=JOB_ENV, verbose=False)
+
+
+@dag(
+    dag_id="recsys_nightly",
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["nightshelf", "recsys", "nightly"],
+    default_args={"owner": "nightshelf", "retries": 2, "retry_delay": RETRY_DELAY},
+)
+def recsys_nightly():
+    # a failed suite will fail again on the same data: no retries for validation
+    no_retry = {"retries": 0}
+    chain(
+        step("land", "land"),
+        step("validate_raw", "validate --stage raw", **no_retry),
+        spark_job("clean", "clean"),
+        step("validate_clean", "validate --stage clean", **no_retry),
+        spark_job("features", "features"),
+        step("validate_features", "validate --stage features", **no_retry),
+        step("train", "train"),
+        step("gate", "gate"),
+        step("score", "score"),
+        step("validate_recommendations", "validate --stage recommendations", **no_retry),
+        step("publish", "publish"),
+        step("report", "report"),
+    )
+
+
+recsys_nightly()

@@ -1,0 +1,185 @@
+"""`nightshelf`: the command line every DAG task and Makefile target calls.
+
+    nightshelf generate [--days N] [--end YYYY-MM-DD]   land a synthetic shop
+    nightshelf bootstrap --until YYYY-MM-DD             clean the landed days before a night
+    nightshelf land|train|gate|score|publish|report --ds YYYY-MM-DD
+    nightshelf validate --stage raw|clean|features|recommendations --ds YYYY-MM-DD
+    nightshelf night --ds YYYY-MM-DD                    run the whole DAG via `airflow dags test`
+    nightshelf where --ds YYYY-MM-DD                    print where a night's outputs are
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from nightshelf import lake
+from nightshelf.config import Config, load_config
+from nightshelf.logs import setup_logging
+
+log = logging.getLogger("nightshelf")
+
+REPO = Path(__file__).resolve().parents[1]
+DAG_ID = "recsys_nightly"
+
+
+def _job_bin() -> Path:
+    return Path(sys.executable).parent
+
+
+def spark_submit(cfg: Config, job: str, args: list[str]) -> None:
+    """Run jobs/<job>.py with this environment's spark-submit (as the DAG does through Airflow)."""
+    cmd = [str(_job_bin() / "spark-submit"), "--master", cfg.spark.master,
+           "--conf", "spark.log.level=WARN", "--driver-memory", cfg.spark.driver_memory,
+           str(REPO / "jobs" / f"{job}.py"), *args]
+    env = {**os.environ, "PATH": f"{_job_bin()}{os.pathsep}{os.environ.get('PATH', '')}",
+           "PYSPARK_PYTHON": sys.executable}
+    log.info("running %s", " ".join(cmd))
+    subprocess.run(cmd, check=True, env=env)
+
+
+def cmd_generate(cfg: Config, a) -> None:
+    from nightshelf.secrets import ensure_demo_key
+    from nightshelf.shop import generate
+
+    ensure_demo_key(cfg)
+    summary = generate(cfg, days=a.days, end=a.end)
+    rows = sum(d["rows"] for d in summary["days"])
+    print(f"landed {len(summary['days'])} days ({summary['days'][0]['ds']} .. "
+          f"{summary['days'][-1]['ds']}), {rows} raw events, {summary['items']} items, "
+          f"{summary['users']} users under {lake.landing_events(cfg)}")
+
+
+def cmd_bootstrap(cfg: Config, a) -> None:
+    """Clean every landed day before `--until` in one Spark session (a shop's history)."""
+    days = sorted(p.name[3:] for p in lake.landing_events(cfg).glob("ds=*")
+                  if p.name < lake.part(a.until))
+    if not days:
+        print(f"nothing landed before {a.until}")
+        return
+    spark_submit(cfg, "clean", [x for d in days for x in ("--ds", d)])
+
+
+def cmd_land(cfg: Config, a) -> None:
+    """Check the night's landed files are there, and say what they are."""
+    from jobs.storage import landed_files
+
+    files = landed_files(lake.landing_events(cfg, a.ds), f"raw events for ds={a.ds}")
+    for f in files:
+        log.info("landed: %s (%d bytes)", f, f.stat().st_size)
+
+
+def cmd_validate(cfg: Config, a) -> None:
+    from expectations.validate import validate
+
+    validate(cfg, a.stage, a.ds)
+
+
+def cmd_train(cfg: Config, a) -> None:
+    from training.train import run
+
+    run(cfg, a.ds)
+
+
+def cmd_gate(cfg: Config, a) -> None:
+    from training.gate import run
+
+    run(cfg, a.ds)
+
+
+def cmd_score(cfg: Config, a) -> None:
+    from training.score import run
+
+    run(cfg, a.ds)
+
+
+def cmd_publish(cfg: Config, a) -> None:
+    from nightshelf.publish import publish
+
+    publish(cfg, a.ds)
+
+
+def cmd_report(cfg: Config, a) -> None:
+    from nightshelf.report import write_report
+
+    write_report(cfg, a.ds)
+
+
+def airflow_env(cfg: Config) -> dict[str, str]:
+    """The environment an embedded Airflow (SQLite, local Spark) runs the DAG with."""
+    home = cfg.home / "airflow"
+    home.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark",
+                                                  "host": cfg.spark.master}),
+        "NIGHTSHELF_HOME": str(cfg.home),
+        "NIGHTSHELF_JOB_VENV": str(_job_bin().parent),
+    })
+    env.setdefault("NIGHTSHELF_AIRFLOW_VENV", str(REPO / ".venv-airflow"))
+    return env
+
+
+def cmd_night(cfg: Config, a) -> None:
+    """Run the whole DAG for one logical date in-process (`airflow dags test`)."""
+    env = airflow_env(cfg)
+    airflow = Path(env["NIGHTSHELF_AIRFLOW_VENV"]) / "bin" / "airflow"
+    if not airflow.exists():
+        sys.exit(f"no Airflow at {airflow}: run `make install` (or set NIGHTSHELF_AIRFLOW_VENV)")
+    subprocess.run([str(airflow), "db", "migrate"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    proc = subprocess.run([str(airflow), "dags", "test", DAG_ID, a.ds], env=env)
+    manifest = lake.recommendations(cfg, a.ds) / "manifest.json"
+    if proc.returncode != 0 or not manifest.exists():
+        sys.exit(f"night {a.ds} failed (airflow exit {proc.returncode}); the task logs above "
+                 f"say which step and why; nothing new was published")
+    cmd_where(cfg, a)
+
+
+def cmd_where(cfg: Config, a) -> None:
+    target = lake.recommendations(cfg, a.ds)
+    print(f"""
+Night {a.ds} done.
+  published lists : {target}/  (manifest.json, _SUCCESS)
+  night report    : {lake.run_dir(cfg, a.ds) / 'report.md'}
+  quarantine      : {lake.quarantine(cfg, a.ds)}
+  Data Docs       : {lake.data_docs_index(cfg)}
+  MLflow UI       : make ui   (then open http://127.0.0.1:5000)
+""")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="nightshelf", description="Nightly batch recommendations")
+    p.add_argument("--config", help="YAML config (default: $NIGHTSHELF_CONFIG or built-in)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    g = sub.add_parser("generate", help="land a synthetic shop")
+    g.add_argument("--days", type=int)
+    g.add_argument("--end")
+    b = sub.add_parser("bootstrap", help="clean the landed days before a night")
+    b.add_argument("--until", required=True)
+    for name in ("land", "train", "gate", "score", "publish", "report", "night", "where"):
+        sub.add_parser(name).add_argument("--ds", required=True)
+    v = sub.add_parser("validate")
+    v.add_argument("--stage", required=True,
+                   choices=["raw", "clean", "features", "recommendations"])
+    v.add_argument("--ds", required=True)
+    a = p.parse_args(argv)
+    setup_logging()
+    if getattr(a, "ds", None):
+        lake.parse_ds(a.ds)
+    cfg = load_config(a.config)
+    globals()[f"cmd_{a.cmd}"](cfg, a)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Atomic publish of a night's recommendations, with its manifest.
+
+The lists are written aside (the staging area) by scoring and validated there. Publishing
+checks that the validated files are exactly the staged files, writes `manifest.json` and
+`_SUCCESS` into the staging folder, then swaps it into `recommendations/ds=...`: readers see
+the previous night's complete folder or the new complete folder, never a partial one. A
+publish killed between the two renames is repaired by the next publish of that night.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+from nightshelf import lake
+from nightshelf.config import Config
+
+log = logging.getLogger(__name__)
+
+MANIFEST, SUCCESS = "manifest.json", "_SUCCESS"
+STAGES = ("raw", "clean", "features", "recommendations")
+
+
+def fingerprint(folder: Path) -> str:
+    """SHA-256 over the data files' names and bytes: what was validated is what is published."""
+    h = hashlib.sha256()
+    for p in sorted(folder.glob("*.parquet")):
+        h.update(p.name.encode())
+        with p.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def build_manifest(cfg: Config, ds: str, staging: Path) -> dict:
+    import pyarrow.parquet as pq
+
+    runs = lake.run_dir(cfg, ds)
+    train, gate, score = (_read(runs / f"{n}.json") for n in ("train", "gate", "score"))
+    if gate is None or score is None:
+        raise FileNotFoundError(f"publish ds={ds}: gate.json or score.json missing in {runs}")
+    table = pq.read_table(staging, columns=["user_id"])
+    counts = _read(lake.clean_counts(cfg, ds)) or {}
+    validations = {}
+    for stage in STAGES:
+        v = _read(runs / f"validation-{stage}.json")
+        validations[stage] = None if v is None else {
+            "success": v["success"],
+            "suites": {s["suite"]: s["statistics"] for s in v["suites"]}}
+    return {
+        "ds": ds,
+        "rows": table.num_rows,
+        "users": len(set(table.column("user_id").to_pylist())),
+        "top_n": cfg.scoring.top_n,
+        "model_name": gate["model_name"],
+        "model_version": gate["serving"]["model_version"],
+        "serving": gate["serving"]["kind"],
+        "mlflow_run_id": gate["serving"]["run_id"],
+        "challenger": {"run_id": train["run_id"] if train else None,
+                       "version": gate["challenger_version"], "promoted": gate["promoted"],
+                       "reason": gate["reason"]},
+        "input": {k: counts.get(k) for k in ("rows_in", "clean", "duplicates", "quarantined")},
+        "duplicates_by_kind": counts.get("duplicates_by_kind"),
+        "quarantined_by_reason": counts.get("quarantined_by_reason"),
+        "validation": validations,
+        "fingerprint": fingerprint(staging),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def recover(target: Path) -> None:
+    """Undo a publish that stopped between its two renames: put the old folder back."""
+    olds = sorted(target.parent.glob(f".old-{target.name}"))
+    for old in olds:
+        if not target.exists():
+            log.warning("publish: restoring %s left by an interrupted publish", old)
+            os.rename(old, target)
+        else:
+            shutil.rmtree(old)
+
+
+def swap(staging: Path, target: Path) -> None:
+    """Move `staging` to `target`, replacing it; each rename is atomic on one filesystem."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = target.parent / f".old-{target.name}"
+    recover(target)
+    if target.exists():
+        os.rename(target, old)
+    os.rename(staging, target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def publish(cfg: Config, ds: str) -> dict:
+    staging = lake.staging_recommendations(cfg, ds)
+    target = lake.recommendations(cfg, ds)
+    recover(target)
+    validated = _read(lake.run_dir(cfg, ds) / "validation-recommendations.json")
+    if not staging.is_dir():
+        raise FileNotFoundError(f"publish ds={ds}: nothing staged in {staging}; run score first")
+    if not validated or not validated.get("success"):
+        raise RuntimeError(f"publish ds={ds}: the staged lists have not passed the "
+                           f"recommendations suite; nothing published")
+    if validated.get("fingerprint") != fingerprint(staging):
+        raise RuntimeError(f"publish ds={ds}: the staged files changed after validation; "
+                           f"validate again before publishing")
+    manifest = build_manifest(cfg, ds, staging)
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    (staging / SUCCESS).write_text("")
+    swap(staging, target)
+    log.info("published ds=%s: %d rows for %d users (model %s v%s) -> %s", ds, manifest["rows"],
+             manifest["users"], manifest["model_name"], manifest["model_version"], target)
+    return manifest

@@ -1,0 +1,70 @@
+"""The night's report: what came in, what was cleaned, how the model did, what was published."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from nightshelf import lake
+from nightshelf.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def render(cfg: Config, ds: str) -> str:
+    runs = lake.run_dir(cfg, ds)
+    counts = _read(lake.clean_counts(cfg, ds))
+    train, gate = _read(runs / "train.json"), _read(runs / "gate.json")
+    manifest = _read(lake.recommendations(cfg, ds) / "manifest.json")
+    lines = [f"# Nightshelf night {ds}", ""]
+    if counts:
+        lines += ["## Input", "",
+                  f"- raw rows: {counts['rows_in']}; clean: {counts['clean']}; duplicates: "
+                  f"{counts['duplicates']} {counts.get('duplicates_by_kind')}; quarantined: "
+                  f"{counts['quarantined']} {counts.get('quarantined_by_reason')}", ""]
+    if train:
+        lines += ["## Model", "", "| model | ndcg@10 | recall@10 | hr@10 |", "|---|---|---|---|"]
+        rows = {"sasrec (challenger)": train["metrics"], **train["baselines"]}
+        if gate.get("champion_metrics"):
+            rows["champion"] = gate["champion_metrics"]
+        for name, m in rows.items():
+            lines.append(f"| {name} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} | "
+                         f"{m['hr@10']:.4f} |")
+        lines += ["", f"- holdout users: {train['holdout_users']}, split at {train['split']}, "
+                      f"{train['epochs_run']} epochs in {train['train_seconds']:.0f}s"]
+    if gate:
+        lines += [f"- gate: {'PROMOTED' if gate['promoted'] else 'not promoted'} "
+                  f"v{gate['challenger_version']}: {gate['reason']}",
+                  f"- serving: {gate['serving']['kind']} v{gate['serving']['model_version']}", ""]
+    if manifest:
+        lines += ["## Published", "", f"- {lake.recommendations(cfg, ds)}",
+                  f"- {manifest['rows']} rows for {manifest['users']} users, top {manifest['top_n']}",
+                  f"- validation: " + ", ".join(
+                      f"{k}={'ok' if v and v['success'] else 'missing'}"
+                      for k, v in manifest["validation"].items()), ""]
+    lines += ["## Where to look", "", f"- Data Docs: {lake.data_docs_index(cfg)}",
+              f"- MLflow UI: make ui  (store {cfg.tracking_uri})", ""]
+    return "\n".join(lines)
+
+
+def write_report(cfg: Config, ds: str) -> Path:
+    text = render(cfg, ds)
+    path = lake.run_dir(cfg, ds) / "report.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    train = _read(lake.run_dir(cfg, ds) / "train.json")
+    if train:
+        import mlflow
+
+        from training.tracking import setup_mlflow
+
+        setup_mlflow(cfg)
+        with mlflow.start_run(run_id=train["run_id"]):
+            mlflow.log_text(text, "report.md")
+    print(text)
+    return path

@@ -1,0 +1,78 @@
+"""Score a holdout with a model or a baseline, under the same masks as the nightly lists."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Callable
+
+import numpy as np
+
+from nightshelf import schema as S
+from training import metrics
+from training.inputs import Catalog, Holdout, Sequences, exclusion_mask
+
+log = logging.getLogger(__name__)
+
+NEG = np.float32(-1e9)
+
+
+def model_scorer(model, max_len: int, batch_size: int) -> Callable[[list[list[str]]], np.ndarray]:
+    """histories (item-id strings) -> [n, vocab] logits from an exported scoring model."""
+    def score(histories: list[list[str]]) -> np.ndarray:
+        out = []
+        for start in range(0, len(histories), batch_size):
+            chunk = histories[start:start + batch_size]
+            x = np.full((len(chunk), max_len), "", dtype=object)
+            for r, h in enumerate(chunk):
+                h = h[-max_len:]
+                if h:
+                    x[r, max_len - len(h):] = h
+            out.append(np.asarray(model.predict_on_batch(x.astype(str)), dtype=np.float32))
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+    return score
+
+
+def popularity(before: Sequences, index: dict[str, int], vocab_size: int, until: datetime,
+               days: int, weights: dict[str, float]) -> np.ndarray:
+    """Item scores: event-type-weighted interactions in the `days` before `until`."""
+    since = np.datetime64((until - timedelta(days=days)).replace(tzinfo=None), "us")
+    scores = np.zeros(vocab_size, dtype=np.float32)
+    for items, types, times in zip(before.items, before.types, before.times):
+        for i, t, tm in zip(items, types, times):
+            if tm >= since and i in index:
+                scores[index[i]] += weights.get(t, 1.0)
+    return scores
+
+
+def masked(scores: np.ndarray, rows_bought: list[set[str]], index: dict[str, int],
+           base_mask: np.ndarray, repurchasable: set[str]) -> np.ndarray:
+    """Scores with never-recommend entries and each user's recent purchases pushed to -inf."""
+    scores = np.where(base_mask[None, :], NEG, scores).astype(np.float32)
+    for r, bought in enumerate(rows_bought):
+        cols = [index[i] for i in bought if i in index and i not in repurchasable]
+        scores[r, cols] = NEG
+    return scores
+
+
+def evaluate(scores: np.ndarray, hold: Holdout, vocab: list[str], catalog: Catalog,
+             ks: list[int]) -> tuple[dict, np.ndarray]:
+    """Metrics of a [n_holdout_users, vocab] score matrix; also returns the top lists."""
+    index = {item: i for i, item in enumerate(vocab)}
+    scores = masked(scores, hold.bought_before, index, exclusion_mask(vocab, catalog),
+                    catalog.repurchasable)
+    ranked = metrics.top_k(scores, max(ks))
+    relevant = [{index[i] for i in t if i in index} for t in hold.targets]
+    keep = [r for r, rel in enumerate(relevant) if rel]
+    if len(keep) < len(relevant):
+        log.info("holdout: %d users only touched items unknown to the model; left out",
+                 len(relevant) - len(keep))
+    report = metrics.ranking_report(ranked[keep], [relevant[r] for r in keep], ks)
+    report["coverage"] = float(len(np.unique(ranked[keep, :max(ks)])) /
+                               max(1, (~exclusion_mask(vocab, catalog)).sum()))
+    return report, ranked
+
+
+def history_types_label(event_type: str) -> str:
+    return {S.VIEW: "viewed", S.ADD_TO_CART: "added to cart", S.PURCHASE: "bought",
+            S.FAVORITE: "saved"}.get(event_type, "viewed")

@@ -1,0 +1,108 @@
+"""Champion/challenger gate: promote the night's model only if it earns it.
+
+A challenger becomes `champion` (an MLflow registry alias) when it beats the best baseline on
+the holdout and is not worse than the current champion on the *same* holdout by more than
+`gate.tolerance`. Otherwise the night is served by the champion, or by the popularity
+baseline when there is no champion yet, and the reason is recorded in the MLflow run and in
+gate.json (which the manifest copies).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from nightshelf.config import Config
+from training import inputs
+from training.evaluate import evaluate, model_scorer
+from training.tracking import CHAMPION, metric_key, read_record, setup_mlflow, write_record
+
+log = logging.getLogger(__name__)
+
+POPULARITY = "popularity"
+
+
+def decide(metric: str, challenger: dict, baselines: dict[str, dict], champion: dict | None,
+           tolerance: float) -> tuple[bool, str]:
+    """(promote?, why) from metric reports; pure, so the rule is tested on its own."""
+    value = challenger[metric]
+    best_name, best = max(((n, r[metric]) for n, r in baselines.items()), key=lambda t: t[1])
+    if value <= best:
+        return False, (f"challenger {metric}={value:.4f} does not beat the best baseline "
+                       f"{best_name} ({best:.4f})")
+    if champion is not None and value < champion[metric] - tolerance:
+        return False, (f"challenger {metric}={value:.4f} is worse than the champion "
+                       f"({champion[metric]:.4f}) by more than {tolerance}")
+    if champion is None:
+        return True, f"no champion yet; challenger {metric}={value:.4f} beats {best_name} ({best:.4f})"
+    return True, (f"challenger {metric}={value:.4f} vs champion {champion[metric]:.4f} "
+                  f"(tolerance {tolerance}) and best baseline {best_name} {best:.4f}")
+
+
+def current_champion(client, name: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def evaluate_registered(cfg: Config, ds: str, version: str) -> dict:
+    """Metrics of a registered model version on this night's holdout."""
+    import mlflow
+
+    import training.model  # noqa: F401  (registers the custom layers for loading)
+
+    model = mlflow.keras.load_model(f"models:/{cfg.model.name}/{version}")
+    catalog = inputs.load_catalog(cfg, ds)
+    seqs = inputs.load_sequences(cfg, ds)
+    _, hold = inputs.holdout(seqs, inputs.split_time(cfg, ds), cfg.scoring.exclusion_window_days)
+    from training.model import item_vocabulary
+
+    vocab = [str(v) for v in item_vocabulary(model)]
+    score = model_scorer(model, cfg.model.max_len, cfg.scoring.batch_size)
+    ks = sorted(set(cfg.model.metrics_k) | {cfg.scoring.top_n})
+    report, _ = evaluate(np.asarray(score(hold.history)), hold, vocab, catalog, ks)
+    return report
+
+
+def run(cfg: Config, ds: str) -> dict:
+    import mlflow
+    from mlflow import MlflowClient
+
+    setup_mlflow(cfg)
+    trained = read_record(cfg, ds, "train")
+    client = MlflowClient()
+    name, version = trained["model_name"], trained["model_version"]
+    champ = current_champion(client, name)
+    champ_report = None
+    if champ is not None and champ.version != version:
+        champ_report = evaluate_registered(cfg, ds, champ.version)
+        log.info("gate ds=%s: champion v%s on tonight's holdout: %s=%.4f", ds, champ.version,
+                 cfg.gate.metric, champ_report[cfg.gate.metric])
+    promote, why = decide(cfg.gate.metric, trained["metrics"], trained["baselines"],
+                          champ_report, cfg.gate.tolerance)
+    if promote:
+        client.set_registered_model_alias(name, CHAMPION, version)
+        serving = {"kind": "model", "model_version": version, "run_id": trained["run_id"]}
+    elif champ is not None:
+        serving = {"kind": "model", "model_version": champ.version, "run_id": champ.run_id}
+    else:
+        serving = {"kind": POPULARITY, "model_version": POPULARITY, "run_id": trained["run_id"]}
+    with mlflow.start_run(run_id=trained["run_id"]):
+        mlflow.set_tags({"gate.promoted": str(promote), "gate.reason": why,
+                         "gate.serving_version": serving["model_version"]})
+        if champ_report:
+            mlflow.log_metrics({f"champion.{metric_key(k)}": float(v)
+                                for k, v in champ_report.items()})
+    client.set_model_version_tag(name, version, "gate", "promoted" if promote else "rejected")
+    client.set_model_version_tag(name, version, "gate_reason", why)
+    log.info("gate ds=%s: %s v%s: %s; serving %s", ds, "PROMOTED" if promote else "kept out",
+             version, why, serving["model_version"])
+    record = {"ds": ds, "challenger_version": version, "promoted": promote, "reason": why,
+              "metric": cfg.gate.metric, "champion_version": champ.version if champ else None,
+              "champion_metrics": champ_report, "serving": serving, "model_name": name}
+    write_record(cfg, ds, "gate", record)
+    return record

@@ -1,0 +1,123 @@
+"""SASRec: a causal self-attention encoder over a user's recent items (Kang & McAuley, 2018).
+
+Why this model: a user's next action in a shop depends mostly on what they just looked at,
+and causal self-attention learns which of the recent items matter, with one forward pass
+per user at scoring time. Item embeddings are shared between input and output layer, so a
+catalogue's worth of logits is a single matrix product; training uses the full softmax over
+the catalogue (cross-entropy), which is what moved SASRec from NDCG@10 0.032 to 0.05+ on
+Amazon Beauty in the literature.
+
+The exported scoring model takes item-id strings: the vocabulary travels inside it as a
+`StringLookup`, so training and scoring cannot disagree about indices.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable(package="nightshelf")
+class TransformerBlock(layers.Layer):
+    """Pre-norm causal self-attention + position-wise feed-forward, with residuals."""
+
+    def __init__(self, dim: int, heads: int, dropout: float, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.heads, self.dropout = dim, heads, dropout
+        self.norm1 = layers.LayerNormalization(epsilon=1e-6)
+        self.attn = layers.MultiHeadAttention(num_heads=heads, key_dim=dim // heads,
+                                              dropout=dropout)
+        self.norm2 = layers.LayerNormalization(epsilon=1e-6)
+        self.ff1 = layers.Dense(dim, activation="gelu")
+        self.ff2 = layers.Dense(dim)
+        self.drop = layers.Dropout(dropout)
+
+    def call(self, x, padding_mask, training=False):
+        h = self.norm1(x)
+        # queries may look at earlier, non-padded keys only
+        att_mask = ops.expand_dims(padding_mask, 1)
+        h = self.attn(h, h, attention_mask=att_mask, use_causal_mask=True, training=training)
+        x = x + self.drop(h, training=training)
+        h = self.ff2(self.ff1(self.norm2(x)))
+        return x + self.drop(h, training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "heads": self.heads,
+                "dropout": self.dropout}
+
+
+@keras.saving.register_keras_serializable(package="nightshelf")
+class SASRec(keras.Model):
+    """Item ids [batch, max_len] (0 = padding, left-padded) -> next-item logits.
+
+    `call(ids)` gives logits at every position [batch, max_len, vocab] for training;
+    `call(ids, last_only=True)` gives the logits after the last position [batch, vocab].
+    """
+
+    def __init__(self, vocab_size: int, max_len: int, dim: int = 64, blocks: int = 2,
+                 heads: int = 2, dropout: float = 0.2, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size, self.max_len = vocab_size, max_len
+        self.dim, self.blocks_n, self.heads, self.dropout_rate = dim, blocks, heads, dropout
+        self.item_embedding = layers.Embedding(vocab_size, dim, name="item_embedding")
+        self.pos_embedding = layers.Embedding(max_len, dim, name="pos_embedding")
+        self.drop = layers.Dropout(dropout)
+        self.blocks = [TransformerBlock(dim, heads, dropout, name=f"block_{i}")
+                       for i in range(blocks)]
+        self.norm = layers.LayerNormalization(epsilon=1e-6)
+
+    def encode(self, ids, training=False):
+        padding_mask = ops.not_equal(ids, 0)
+        x = self.item_embedding(ids) * (self.dim ** 0.5)
+        x = x + self.pos_embedding(ops.arange(self.max_len))[None, :, :]
+        x = self.drop(x, training=training)
+        x = x * ops.cast(padding_mask[..., None], x.dtype)
+        for block in self.blocks:
+            x = block(x, padding_mask, training=training)
+        return self.norm(x)
+
+    def call(self, ids, training=False, last_only=False):
+        h = self.encode(ids, training=training)
+        if last_only:
+            h = h[:, -1, :]
+        return ops.matmul(h, ops.transpose(self.item_embedding.embeddings))
+
+    def get_config(self):
+        return {"vocab_size": self.vocab_size, "max_len": self.max_len, "dim": self.dim,
+                "blocks": self.blocks_n, "heads": self.heads, "dropout": self.dropout_rate,
+                "name": self.name}
+
+
+def build_sasrec(vocab_size: int, max_len: int, dim: int, blocks: int, heads: int,
+                 dropout: float, learning_rate: float) -> SASRec:
+    """A compiled SASRec trained with full-softmax cross-entropy, weighted per position."""
+    model = SASRec(vocab_size, max_len, dim, blocks, heads, dropout, name="sasrec")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        weighted_metrics=[],
+    )
+    model(ops.zeros((1, max_len), dtype="int32"))  # build the weights
+    return model
+
+
+def scoring_model(sasrec: SASRec, vocabulary: list[str]) -> keras.Model:
+    """Strings in, logits over `vocabulary` out: what is logged to MLflow and served.
+
+    `vocabulary` holds the items only; index 0 is padding ("") and 1 out-of-vocabulary.
+    """
+    ids_in = keras.Input(shape=(sasrec.max_len,), dtype="string", name="item_ids")
+    lookup = layers.StringLookup(vocabulary=vocabulary, mask_token="", num_oov_indices=1,
+                                 name="item_lookup")
+    logits = sasrec(lookup(ids_in), last_only=True)
+    return keras.Model(ids_in, logits, name="nightshelf_scorer")
+
+
+def item_vocabulary(model: keras.Model) -> list[str]:
+    """Index -> item id for the scoring model's outputs (padding and OOV first)."""
+    return model.get_layer("item_lookup").get_vocabulary()
+
+
+def item_embeddings(model: keras.Model):
+    sasrec = next(layer for layer in model.layers if isinstance(layer, SASRec))
+    return keras.ops.convert_to_numpy(sasrec.item_embedding.embeddings)

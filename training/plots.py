@@ -1,0 +1,37 @@
+"""Figures logged to MLflow: training curves and metrics against K."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def training_curves(history: dict[str, list[float]]):
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, values in sorted(history.items()):
+        if "loss" in key:
+            ax.plot(range(1, len(values) + 1), values, marker="o", ms=3, label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("weighted cross-entropy")
+    ax.set_title("Training curves")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def metrics_at_k(reports: dict[str, dict], metric_names=("ndcg", "recall", "hr")):
+    """One panel per metric, one line per model: value against K."""
+    fig, axes = plt.subplots(1, len(metric_names), figsize=(4 * len(metric_names), 3.6))
+    for ax, m in zip(axes, metric_names):
+        for model, rep in reports.items():
+            ks = sorted(int(k.split("@")[1]) for k in rep if k.startswith(f"{m}@"))
+            ax.plot(ks, [rep[f"{m}@{k}"] for k in ks], marker="o", label=model)
+        ax.set_xlabel("K")
+        ax.set_title(f"{m.upper()}@K")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,140 @@
+"""Train the night's sequence model, evaluate it against popularity, log and register in MLflow.
+
+`run(cfg, ds)`: features (Parquet) -> time-based holdout -> fit SASRec -> metrics@K for the
+model and the popularity baseline on the same holdout -> MLflow run (params, per-epoch
+metrics, plots, comparison table, model with signature, registered version) -> train.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from nightshelf.config import Config
+from training import inputs, plots
+from training.evaluate import evaluate, model_scorer, popularity
+from training.tracking import metric_key, setup_mlflow, write_record
+
+log = logging.getLogger(__name__)
+
+POPULARITY_DAYS = 7
+
+
+def epoch_logger(epochs: int):
+    """A Keras callback: every epoch's logs as MLflow metrics, and one progress line."""
+    import keras
+    import mlflow
+
+    class EpochLogger(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            mlflow.log_metrics(logs, step=epoch + 1)
+            log.info("epoch %d/%d %s", epoch + 1, epochs,
+                     " ".join(f"{k}={v:.4f}" for k, v in logs.items()))
+
+    return EpochLogger()
+
+
+def fit(cfg: Config, before: inputs.Sequences, index: dict[str, int]):
+    """Fit SASRec on the sequences before the split; 10% of users kept for early stopping."""
+    import keras
+
+    from training.model import build_sasrec
+
+    m = cfg.model
+    x, y, w = inputs.next_item_arrays(before, index, m.max_len, cfg.events.weights)
+    if len(x) < 10:
+        raise ValueError(f"only {len(x)} users with two or more steps before the holdout: "
+                         f"too little history to train on (land more days)")
+    rng = np.random.default_rng(m.seed)
+    order = rng.permutation(len(x))
+    n_val = max(1, len(x) // 10)
+    val, tr = order[:n_val], order[n_val:]
+    model = build_sasrec(len(index), m.max_len, m.dim, m.blocks, m.heads, m.dropout,
+                         m.learning_rate)
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=m.patience,
+                                         restore_best_weights=True)
+    hist = model.fit(x[tr], y[tr], sample_weight=w[tr], validation_data=(x[val], y[val], w[val]),
+                     epochs=m.epochs, batch_size=m.batch_size, shuffle=True, verbose=0,
+                     callbacks=[stop, epoch_logger(m.epochs)])
+    return model, hist.history, {"train_sequences": int(len(tr)), "val_sequences": int(n_val)}
+
+
+def comparison_table(reports: dict[str, dict]) -> str:
+    keys = [k for k in next(iter(reports.values())) if k != "users"]
+    lines = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name, rep in reports.items():
+        lines.append(f"| {name} | " + " | ".join(f"{rep[k]:.4f}" for k in keys) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg: Config, ds: str) -> dict:
+    import keras
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from training.model import scoring_model
+
+    keras.utils.set_random_seed(cfg.model.seed)
+    setup_mlflow(cfg)
+    catalog = inputs.load_catalog(cfg, ds)
+    seqs = inputs.load_sequences(cfg, ds)
+    split = inputs.split_time(cfg, ds)
+    before, hold = inputs.holdout(seqs, split, cfg.scoring.exclusion_window_days)
+    items = inputs.vocabulary(seqs, catalog)
+    vocab = [inputs.PAD, inputs.OOV] + items
+    index = {item: i for i, item in enumerate(vocab)}
+    ks = sorted(set(cfg.model.metrics_k) | {cfg.scoring.top_n})
+    log.info("train ds=%s: %d users before %s, %d holdout users, %d items",
+             ds, len(before.users), split.isoformat(), len(hold.users), len(items))
+    if not hold.users:
+        raise ValueError(f"ds={ds}: no user came back after {split.isoformat()}; the holdout is "
+                         f"empty (check model.holdout_days and that the day's events landed)")
+
+    with mlflow.start_run(run_name=f"night-{ds}") as run:
+        mlflow.set_tags({"ds": ds, "stage": "train", "model": "sasrec"})
+        mlflow.log_params({f"model.{k}": v for k, v in vars(cfg.model).items()})
+        mlflow.log_params({"data.users": len(seqs.users), "data.items": len(items),
+                           "data.holdout_users": len(hold.users),
+                           "data.split": split.isoformat(), "data.ds": ds})
+        t0 = time.monotonic()
+        model, history, sizes = fit(cfg, before, index)
+        train_seconds = time.monotonic() - t0
+        mlflow.log_params({f"data.{k}": v for k, v in sizes.items()})
+        mlflow.log_metric("train_seconds", train_seconds)
+        scorer_model = scoring_model(model, items)
+
+        score = model_scorer(scorer_model, cfg.model.max_len, cfg.scoring.batch_size)
+        model_report, _ = evaluate(score(hold.history), hold, vocab, catalog, ks)
+        pop = popularity(before, index, len(vocab), split, POPULARITY_DAYS, cfg.events.weights)
+        pop_report, _ = evaluate(np.tile(pop, (len(hold.users), 1)), hold, vocab, catalog, ks)
+        reports = {"sasrec": model_report, "popularity": pop_report}
+        for name, rep in reports.items():
+            prefix = "" if name == "sasrec" else f"{name}."
+            mlflow.log_metrics({prefix + metric_key(k): float(v) for k, v in rep.items()})
+        mlflow.log_figure(plots.training_curves(history), "plots/training_curves.png")
+        mlflow.log_figure(plots.metrics_at_k(reports), "plots/metrics_at_k.png")
+        mlflow.log_text(comparison_table(reports), "comparison.md")
+        example = np.array([[""] * (cfg.model.max_len - 1) + [items[0]]], dtype=str)
+        signature = infer_signature(example, np.asarray(scorer_model.predict_on_batch(example)))
+        info = mlflow.keras.log_model(
+            scorer_model, name="model", signature=signature,
+            registered_model_name=cfg.model.name,
+            pip_requirements=[f"keras=={keras.__version__}", "tensorflow-cpu==2.21.0"])
+        version = str(info.registered_model_version)
+        log.info("train ds=%s: sasrec %s | popularity %s | registered %s v%s in %.0fs", ds,
+                 _short(model_report), _short(pop_report), cfg.model.name, version,
+                 train_seconds)
+        record = {"ds": ds, "run_id": run.info.run_id, "model_name": cfg.model.name,
+                  "model_version": version, "metrics": model_report,
+                  "baselines": {"popularity": pop_report}, "train_seconds": train_seconds,
+                  "split": split.isoformat(), "holdout_users": len(hold.users),
+                  "epochs_run": len(history.get("loss", []))}
+    write_record(cfg, ds, "train", record)
+    return record
+
+
+def _short(rep: dict) -> str:
+    return " ".join(f"{k}={rep[k]:.4f}" for k in ("ndcg@10", "recall@10", "hr@10") if k in rep)
