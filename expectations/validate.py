@@ -74,7 +74,10 @@ def run_suite(ctx, name: str, suite, df) -> dict:
         name=name, validation_definitions=[vd],
         actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
         result_format={"result_format": "SUMMARY"}))
-    result = checkpoint.run(batch_parameters={"dataframe": df})
+    try:
+        result = checkpoint.run(batch_parameters={"dataframe": df})
+    finally:
+        df.unpersist()  # GX persists the frame; a later read of the same files must not hit it
     (vr,) = result.run_results.values()
     failed = []
     for r in vr.results:
