@@ -1,0 +1,64 @@
+"""Load every DAG once: no import errors, and recsys_nightly wired as designed."""
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("airflow")
+
+from airflow.dag_processing.dagbag import DagBag  # noqa: E402
+
+pytestmark = pytest.mark.airflow
+
+REPO = Path(__file__).resolve().parents[2]
+ORDER = ["land", "validate_raw", "clean", "validate_clean", "features", "validate_features",
+         "train", "gate", "score", "validate_recommendations", "publish", "report"]
+
+
+@pytest.fixture(scope="module")
+def bag():
+    return DagBag(dag_folder=str(REPO / "dags"))
+
+
+def test_no_import_errors(bag):
+    assert bag.import_errors == {}
+    assert "recsys_nightly" in bag.dag_ids
+
+
+def test_schedule_tags_docs_and_retries(bag):
+    dag = bag.dags["recsys_nightly"]
+    assert dag.catchup is False
+    assert "nightshelf" in dag.tags
+    assert dag.doc_md and "validate_recommendations" in dag.doc_md
+    for task in dag.tasks:
+        if task.task_id.startswith("validate_"):
+            assert task.retries == 0, task.task_id
+        else:
+            assert task.retries >= 1, task.task_id
+
+
+def test_tasks_run_in_order(bag):
+    dag = bag.dags["recsys_nightly"]
+    assert sorted(t.task_id for t in dag.tasks) == sorted(ORDER)
+    for up, down in zip(ORDER, ORDER[1:]):
+        assert dag.get_task(down).upstream_task_ids == {up}
+
+
+def test_spark_jobs_go_through_the_spark_connection(bag):
+    dag = bag.dags["recsys_nightly"]
+    for task_id in ("clean", "features"):
+        task = dag.get_task(task_id)
+        assert type(task).__name__ == "SparkSubmitOperator"
+        assert task._conn_id == "spark_default"
+        assert Path(task.application).is_file()
+        assert task.application_args == ["--ds", "{{ ds }}"]
+
+
+def test_other_steps_call_the_cli_in_the_job_environment(bag):
+    dag = bag.dags["recsys_nightly"]
+    for task in dag.tasks:
+        if task.task_id in ("clean", "features"):
+            continue
+        assert task.bash_command.startswith("nightshelf ")
+        assert task.bash_command.endswith("--ds {{ ds }}")
+        assert task.env["PATH"].split(":")[0].endswith("/bin")

@@ -1,0 +1,164 @@
+"""One whole night through the real DAG (`airflow dags test`) on a tiny synthetic shop.
+
+Real Spark (spark-submit through the Spark provider), real GX suites and Data Docs, real
+TensorFlow training, a real MLflow SQLite store and registry. Then a night whose raw data
+fails its suite must publish nothing and leave the earlier night's lists as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+DS = "2026-11-22"
+NEXT = (date.fromisoformat(DS) + timedelta(days=1)).isoformat()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    if not (REPO / ".venv-airflow" / "bin" / "airflow").exists():
+        pytest.fail("the Airflow environment is missing: run `make install` first")
+    return tmp_path_factory.mktemp("night")
+
+
+@pytest.fixture(scope="module")
+def env(home):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NIGHTSHELF", "AIRFLOW"))}
+    env.update({
+        "NIGHTSHELF_HOME": str(home),
+        "NIGHTSHELF_PII_KEY": "e2e-test-key",
+        "NIGHTSHELF_RETRY_DELAY_SECONDS": "1",
+        "NIGHTSHELF__SHOP__USERS": "300",
+        "NIGHTSHELF__SHOP__ITEMS": "80",
+        "NIGHTSHELF__SHOP__DAYS": "8",
+        "NIGHTSHELF__SHOP__END": DS,
+        "NIGHTSHELF__MODEL__EPOCHS": "8",
+        "NIGHTSHELF__SPARK__SHUFFLE_PARTITIONS": "2",
+    })
+    return env
+
+
+def nightshelf(env, *args, check=True):
+    cli = Path(sys.executable).parent / "nightshelf"
+    return subprocess.run([str(cli), *args], env=env, check=check, text=True,
+                          capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def night(env, home):
+    nightshelf(env, "generate")
+    nightshelf(env, "bootstrap", "--until", DS)
+    proc = nightshelf(env, "night", "--ds", DS, check=False)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    return home
+
+
+def _config(home):
+    from nightshelf.config import load_config
+
+    return load_config(environ={"NIGHTSHELF_HOME": str(home)})
+
+
+def test_published_lists_satisfy_the_contract(night):
+    import pyarrow.parquet as pq
+
+    from nightshelf import lake
+
+    cfg = _config(night)
+    out = lake.recommendations(cfg, DS)
+    assert (out / "_SUCCESS").exists() and (out / "manifest.json").exists()
+    table = pq.read_table([str(p) for p in out.glob("*.parquet")], partitioning=None)
+    assert [(f.name, str(f.type)) for f in table.schema] == [
+        ("user_id", "string"), ("rank", "int32"), ("item_id", "string"), ("score", "float"),
+        ("reason", "string"), ("model_version", "string"), ("run_id", "string")]
+    df = table.to_pandas()
+    catalog = pq.read_table(lake.clean_catalog(cfg, DS)).to_pandas().set_index("item_id")
+    seqs = pq.read_table(lake.features(cfg, "sequences", DS)).to_pandas()
+    assert set(df.user_id) == set(seqs.user_id)  # every eligible user
+    for user, g in df.groupby("user_id"):
+        g = g.sort_values("rank")
+        assert list(g["rank"]) == list(range(1, len(g) + 1))
+        assert (g.score.diff().dropna() <= 0).all()
+        assert g.item_id.is_unique
+    assert catalog.loc[df.item_id, "available"].all()
+    bought = seqs.set_index("user_id").recent_purchases
+    for user, item in zip(df.user_id, df.item_id):
+        assert item not in bought[user] or catalog.loc[item, "repurchasable"]
+    assert df.reason.str.len().gt(0).all()
+
+
+def test_manifest_counts_add_up(night):
+    import pyarrow.parquet as pq
+
+    from nightshelf import lake
+
+    cfg = _config(night)
+    manifest = json.loads((lake.recommendations(cfg, DS) / "manifest.json").read_text())
+    counts = json.loads(lake.clean_counts(cfg, DS).read_text())
+    inp = manifest["input"]
+    assert inp["rows_in"] == inp["clean"] + inp["duplicates"] + inp["quarantined"]
+    assert inp == {k: counts[k] for k in ("rows_in", "clean", "duplicates", "quarantined")}
+    assert inp["duplicates"] > 0 and inp["quarantined"] > 0  # the shop is dirty on purpose
+    rows = sum(pq.read_metadata(p).num_rows
+               for p in lake.recommendations(cfg, DS).glob("*.parquet"))
+    assert manifest["rows"] == rows
+    assert all(v["success"] for v in manifest["validation"].values())
+    assert manifest["model_name"] == cfg.model.name and manifest["mlflow_run_id"]
+
+
+def test_mlflow_run_finished_with_metrics_and_a_registered_champion(night):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from nightshelf import lake
+
+    cfg = _config(night)
+    manifest = json.loads((lake.recommendations(cfg, DS) / "manifest.json").read_text())
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    client = MlflowClient()
+    run = client.get_run(manifest["challenger"]["run_id"])
+    assert run.info.status == "FINISHED"
+    assert {"ndcg_at_10", "recall_at_10", "popularity.ndcg_at_10", "loss"} <= set(run.data.metrics)
+    assert len(client.get_metric_history(run.info.run_id, "loss")) >= 2
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert "plots/training_curves.png" in artifacts
+    versions = client.search_model_versions(f"name='{cfg.model.name}'")
+    assert versions and versions[0].run_id == run.info.run_id
+    if manifest["challenger"]["promoted"]:
+        champ = client.get_model_version_by_alias(cfg.model.name, "champion")
+        assert champ.version == manifest["model_version"]
+
+
+def test_data_docs_were_built(night):
+    from nightshelf import lake
+
+    index = lake.data_docs_index(_config(night))
+    assert index.exists() and "recommendations" in index.read_text()
+
+
+def test_a_night_that_fails_validation_publishes_nothing(night, env):
+    from nightshelf import lake
+
+    cfg = _config(night)
+    before = (lake.recommendations(cfg, DS) / "manifest.json").read_text()
+    bad = lake.landing_events(cfg, NEXT)
+    bad.mkdir(parents=True)
+    lines = ["event_id,user_id,item_id,event_type,event_time"]
+    lines += [f"x{i},U000001,P00001,hover,{NEXT}T10:00:00Z" for i in range(50)]
+    (bad / "events.csv").write_text("\n".join(lines) + "\n")
+    proc = nightshelf(env, "night", "--ds", NEXT, check=False)
+    assert proc.returncode != 0
+    assert "failed" in proc.stderr
+    assert not lake.recommendations(cfg, NEXT).exists()
+    assert (lake.recommendations(cfg, DS) / "manifest.json").read_text() == before
+    result = json.loads((lake.run_dir(cfg, NEXT) / "validation-raw.json").read_text())
+    assert not result["success"]

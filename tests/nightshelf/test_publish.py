@@ -1,0 +1,44 @@
+"""Atomic publish: swap, recovery after an interrupted swap, refusal of unvalidated lists."""
+
+import json
+
+import pytest
+
+from nightshelf import lake
+from nightshelf.publish import fingerprint, publish, recover, swap
+
+DS = "2026-11-22"
+
+
+def _folder(path, content):
+    path.mkdir(parents=True)
+    (path / "part-0.parquet").write_text(content)
+    return path
+
+
+def test_swap_replaces_the_old_folder_whole(tmp_path):
+    target = _folder(tmp_path / "ds=1", "old")
+    staging = _folder(tmp_path / "staging", "new")
+    swap(staging, target)
+    assert (target / "part-0.parquet").read_text() == "new"
+    assert not staging.exists() and not list(tmp_path.glob(".old-*"))
+
+
+def test_recover_puts_back_the_old_folder_after_a_crash_between_renames(tmp_path):
+    target = tmp_path / "ds=1"
+    _folder(tmp_path / ".old-ds=1", "old")  # first rename done, second never happened
+    recover(target)
+    assert (target / "part-0.parquet").read_text() == "old"
+
+
+def test_publish_refuses_unvalidated_or_changed_lists(cfg):
+    staging = _folder(lake.staging_recommendations(cfg, DS), "rows")
+    with pytest.raises(RuntimeError, match="not passed the recommendations suite"):
+        publish(cfg, DS)
+    record = lake.run_dir(cfg, DS) / "validation-recommendations.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"success": True, "fingerprint": fingerprint(staging)}))
+    (staging / "part-0.parquet").write_text("tampered")
+    with pytest.raises(RuntimeError, match="changed after validation"):
+        publish(cfg, DS)
+    assert not lake.recommendations(cfg, DS).exists()
