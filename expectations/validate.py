@@ -38,9 +38,9 @@ def _batches(spark, cfg: Config, stage: str, ds: str) -> list[tuple[str, object,
         return [("raw_events", su.raw_suite(cfg), frames.raw_frame(spark, cfg, ds))]
     if stage == "clean":
         clean = frames.clean_frame(spark, cfg, ds)
+        counts = frames.counts_frame(spark, cfg, ds, clean)
         return [("clean_events", su.clean_suite(cfg, ds), clean),
-                ("clean_counts", su.clean_counts_suite(cfg), frames.counts_frame(spark, cfg, ds,
-                                                                                  clean))]
+                ("clean_counts", su.clean_counts_suite(cfg), counts)]
     if stage == "features":
         read = lambda t: spark.read.parquet(str(lake.features(cfg, t, ds)))  # noqa: E731
         return [("user_features", su.user_features_suite(cfg), read("users")),

@@ -26,6 +26,7 @@ from nightshelf.config import Config, EventsConfig, load_config
 
 log = logging.getLogger("nightshelf.clean")
 
+
 def require_columns(df: DataFrame, required: tuple[str, ...], what: str) -> None:
     """Fail with the missing columns named, and the columns that were there."""
     missing = [c for c in required if c not in df.columns]
@@ -231,7 +232,6 @@ def latest_catalog_folder(cfg: Config, ds: str):
 def run(spark, cfg: Config, ds: str) -> dict:
     """Clean the events and catalog landed for `ds`; returns the counts."""
     from jobs.storage import read_landed, write_atomically, write_json
-
     from nightshelf.secrets import pii_key
 
     key = pii_key(cfg)

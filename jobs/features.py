@@ -42,7 +42,8 @@ def _window_counts(windows: list[int], cutoff: datetime, prefix: str = "n") -> l
         suffix = f"{w}d" if w != WINDOW_ALL else WINDOW_ALL
         for t in S.EVENT_TYPES:
             hit = (F.col(S.EVENT_TYPE) == t) & _within(w, cutoff)
-            cols.append(F.sum(F.when(hit, 1).otherwise(0)).cast("int").alias(f"{prefix}_{t}_{suffix}"))
+            n = F.sum(F.when(hit, 1).otherwise(0)).cast("int")
+            cols.append(n.alias(f"{prefix}_{t}_{suffix}"))
     return cols
 
 

@@ -86,7 +86,8 @@ def write_atomically(df: DataFrame, path: Path, spark: SparkSession) -> None:
 
 def swap_into_place(spark: SparkSession, tmp: Path, path: Path) -> None:
     fs, target, jvm = _fs(spark, str(path))
-    old = jvm.org.apache.hadoop.fs.Path(str(path.parent / f".old-{path.name}-{uuid.uuid4().hex[:8]}"))
+    aside = path.parent / f".old-{path.name}-{uuid.uuid4().hex[:8]}"
+    old = jvm.org.apache.hadoop.fs.Path(str(aside))
     if fs.exists(target):
         fs.rename(target, old)
     if not fs.rename(jvm.org.apache.hadoop.fs.Path(str(tmp)), target):

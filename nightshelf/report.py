@@ -43,8 +43,9 @@ def render(cfg: Config, ds: str) -> str:
                   f"- serving: {gate['serving']['kind']} v{gate['serving']['model_version']}", ""]
     if manifest:
         lines += ["## Published", "", f"- {lake.recommendations(cfg, ds)}",
-                  f"- {manifest['rows']} rows for {manifest['users']} users, top {manifest['top_n']}",
-                  f"- validation: " + ", ".join(
+                  f"- {manifest['rows']} rows for {manifest['users']} users, "
+                  f"top {manifest['top_n']}",
+                  "- validation: " + ", ".join(
                       f"{k}={'ok' if v and v['success'] else 'missing'}"
                       for k, v in manifest["validation"].items()), ""]
     lines += ["## Where to look", "", f"- Data Docs: {lake.data_docs_index(cfg)}",

@@ -35,7 +35,8 @@ def decide(metric: str, challenger: dict, baselines: dict[str, dict], champion: 
         return False, (f"challenger {metric}={value:.4f} is worse than the champion "
                        f"({champion[metric]:.4f}) by more than {tolerance}")
     if champion is None:
-        return True, f"no champion yet; challenger {metric}={value:.4f} beats {best_name} ({best:.4f})"
+        return True, (f"no champion yet; challenger {metric}={value:.4f} beats {best_name} "
+                      f"({best:.4f})")
     return True, (f"challenger {metric}={value:.4f} vs champion {champion[metric]:.4f} "
                   f"(tolerance {tolerance}) and best baseline {best_name} {best:.4f}")
 
@@ -77,10 +78,11 @@ def run(cfg: Config, ds: str) -> dict:
     client = MlflowClient()
     name, version = trained["model_name"], trained["model_version"]
     champ = current_champion(client, name)
+    champ_version = str(champ.version) if champ is not None else None  # MLflow gives an int
     champ_report = None
-    if champ is not None and champ.version != version:
-        champ_report = evaluate_registered(cfg, ds, champ.version)
-        log.info("gate ds=%s: champion v%s on tonight's holdout: %s=%.4f", ds, champ.version,
+    if champ is not None and champ_version != version:
+        champ_report = evaluate_registered(cfg, ds, champ_version)
+        log.info("gate ds=%s: champion v%s on tonight's holdout: %s=%.4f", ds, champ_version,
                  cfg.gate.metric, champ_report[cfg.gate.metric])
     promote, why = decide(cfg.gate.metric, trained["metrics"], trained["baselines"],
                           champ_report, cfg.gate.tolerance)
@@ -88,7 +90,7 @@ def run(cfg: Config, ds: str) -> dict:
         client.set_registered_model_alias(name, CHAMPION, version)
         serving = {"kind": "model", "model_version": version, "run_id": trained["run_id"]}
     elif champ is not None:
-        serving = {"kind": "model", "model_version": champ.version, "run_id": champ.run_id}
+        serving = {"kind": "model", "model_version": champ_version, "run_id": champ.run_id}
     else:
         serving = {"kind": POPULARITY, "model_version": POPULARITY, "run_id": trained["run_id"]}
     with mlflow.start_run(run_id=trained["run_id"]):
@@ -102,7 +104,7 @@ def run(cfg: Config, ds: str) -> dict:
     log.info("gate ds=%s: %s v%s: %s; serving %s", ds, "PROMOTED" if promote else "kept out",
              version, why, serving["model_version"])
     record = {"ds": ds, "challenger_version": version, "promoted": promote, "reason": why,
-              "metric": cfg.gate.metric, "champion_version": champ.version if champ else None,
+              "metric": cfg.gate.metric, "champion_version": champ_version,
               "champion_metrics": champ_report, "serving": serving, "model_name": name}
     write_record(cfg, ds, "gate", record)
     return record

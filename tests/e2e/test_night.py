@@ -135,7 +135,7 @@ def test_mlflow_run_finished_with_metrics_and_a_registered_champion(night):
     assert versions and versions[0].run_id == run.info.run_id
     if manifest["challenger"]["promoted"]:
         champ = client.get_model_version_by_alias(cfg.model.name, "champion")
-        assert champ.version == manifest["model_version"]
+        assert str(champ.version) == manifest["model_version"]
 
 
 def test_data_docs_were_built(night):

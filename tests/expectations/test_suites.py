@@ -119,12 +119,15 @@ def test_recommendations_suite_checks_every_invariant(spark, cfg, ctx, tmp_path)
                            ("u2", ["b"], ["view"], [t], [])])
 
     def recs(rows):
+        """Write (user, rank, item, score) rows as a staged list and build its frames."""
         path = tmp_path / f"recs-{len(list(tmp_path.iterdir()))}"
         path.mkdir()
-        cols = ["user_id", "rank", "item_id", "score", "reason", "model_version", "run_id"]
-        pq.write_table(pa.table({c: [r[i] for r in rows] + [] for i, c in enumerate(cols[:4])}
-                                | {"reason": ["r"] * len(rows), "model_version": ["1"] * len(rows),
-                                   "run_id": ["x"] * len(rows)}), path / "p.parquet")
+        users, ranks, items, scores = (list(c) for c in zip(*rows))
+        n = len(rows)
+        pq.write_table(pa.table({"user_id": users, "rank": ranks, "item_id": items,
+                                 "score": scores, "reason": ["r"] * n,
+                                 "model_version": ["1"] * n, "run_id": ["x"] * n}),
+                       path / "p.parquet")
         return frames.recommendation_frames(spark, cfg, DS, str(path))
 
     good_recs, good_users = recs([("u1", 1, "b", 0.9), ("u1", 2, "c", 0.5),
@@ -135,8 +138,8 @@ def test_recommendations_suite_checks_every_invariant(spark, cfg, ctx, tmp_path)
 
     bad_recs, bad_users = recs([("u1", 1, "a", 0.5), ("u1", 3, "d", 0.9), ("u1", 4, "z", 0.1)])
     res = run_suite(ctx, "recommendations", su.recommendations_suite(cfg), bad_recs)
-    assert {c for _, c in failed(res)} == {"_ranks_contiguous", "_score_sorted",
-                                          "_item_available", "_not_recently_bought",
-                                          "_item_in_catalog"}
+    assert {c for _, c in failed(res)} == {
+        "_ranks_contiguous", "_score_sorted", "_item_available", "_not_recently_bought",
+        "_item_in_catalog"}
     res = run_suite(ctx, "recommendations_users", su.eligible_users_suite(cfg), bad_users)
     assert failed(res) == {("expect_column_values_to_be_in_set", "_has_list")}

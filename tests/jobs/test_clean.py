@@ -25,7 +25,7 @@ def raw_frame(spark, rows):
 
 
 ROWS = [
-    # id,   user, item, type,     time,                       session, price,  qty, email,          ip
+    # event_id, user, item, type, time, session, price, quantity, email, ip
     ("e1", "u1", "i1", "view", "2026-11-22T10:00:00Z", "s1", "9.99", "1", "a@x.com", "1.2.3.4"),
     ("e1", "u1", "i1", "view", "2026-11-22T10:00:00Z", "s1", "9.99", "1", "a@x.com", "1.2.3.4"),
     ("e2", "u1", "i1", "VIEW", "1795341602000", "s1", "9.99", "1", "a@x.com", "1.2.3.4"),
