@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
                    choices=["raw", "clean", "features", "recommendations"])
     v.add_argument("--ds", required=True)
     a = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ chatter
     setup_logging()
     if getattr(a, "ds", None):
         lake.parse_ds(a.ds)

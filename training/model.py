@@ -89,14 +89,9 @@ class SASRec(keras.Model):
 
 
 def build_sasrec(vocab_size: int, max_len: int, dim: int, blocks: int, heads: int,
-                 dropout: float, learning_rate: float) -> SASRec:
-    """A compiled SASRec trained with full-softmax cross-entropy, weighted per position."""
+                 dropout: float) -> SASRec:
+    """A built SASRec; `training.fit.train` fits it (full softmax at the real positions)."""
     model = SASRec(vocab_size, max_len, dim, blocks, heads, dropout, name="sasrec")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        weighted_metrics=[],
-    )
     model(ops.zeros((1, max_len), dtype="int32"))  # build the weights
     return model
 

@@ -22,25 +22,11 @@ log = logging.getLogger(__name__)
 POPULARITY_DAYS = 7
 
 
-def epoch_logger(epochs: int):
-    """A Keras callback: every epoch's logs as MLflow metrics, and one progress line."""
-    import keras
-    import mlflow
-
-    class EpochLogger(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            logs = {k: float(v) for k, v in (logs or {}).items()}
-            mlflow.log_metrics(logs, step=epoch + 1)
-            log.info("epoch %d/%d %s", epoch + 1, epochs,
-                     " ".join(f"{k}={v:.4f}" for k, v in logs.items()))
-
-    return EpochLogger()
-
-
 def fit(cfg: Config, before: inputs.Sequences, index: dict[str, int]):
     """Fit SASRec on the sequences before the split; 10% of users kept for early stopping."""
-    import keras
+    import mlflow
 
+    from training import fit as loop
     from training.model import build_sasrec
 
     m = cfg.model
@@ -52,14 +38,22 @@ def fit(cfg: Config, before: inputs.Sequences, index: dict[str, int]):
     order = rng.permutation(len(x))
     n_val = max(1, len(x) // 10)
     val, tr = order[:n_val], order[n_val:]
-    model = build_sasrec(len(index), m.max_len, m.dim, m.blocks, m.heads, m.dropout,
-                         m.learning_rate)
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=m.patience,
-                                         restore_best_weights=True)
-    hist = model.fit(x[tr], y[tr], sample_weight=w[tr], validation_data=(x[val], y[val], w[val]),
-                     epochs=m.epochs, batch_size=m.batch_size, shuffle=True, verbose=0,
-                     callbacks=[stop, epoch_logger(m.epochs)])
-    return model, hist.history, {"train_sequences": int(len(tr)), "val_sequences": int(n_val)}
+    model = build_sasrec(len(index), m.max_len, m.dim, m.blocks, m.heads, m.dropout)
+
+    def validate(epoch: int) -> float:  # higher is better
+        return -loop.validation_loss(model, x[val], y[val], w[val], m.batch_size)
+
+    def on_epoch(epoch: int, logs: dict) -> None:
+        metrics = {"loss": logs["loss"], "val_loss": -logs["val"]}
+        mlflow.log_metrics(metrics, step=epoch)
+        log.info("epoch %d/%d loss=%.4f val_loss=%.4f (%.1fs)", epoch, m.epochs,
+                 metrics["loss"], metrics["val_loss"], logs["epoch_seconds"])
+
+    hist = loop.train(model, x[tr], y[tr], w[tr], epochs=m.epochs, batch_size=m.batch_size,
+                      learning_rate=m.learning_rate, seed=m.seed, validate=validate,
+                      patience=m.patience, on_epoch=on_epoch)
+    history = {"loss": hist["loss"], "val_loss": [-v for v in hist["val"]]}
+    return model, history, {"train_sequences": int(len(tr)), "val_sequences": int(n_val)}
 
 
 def comparison_table(reports: dict[str, dict]) -> str:

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from training import inputs  # noqa: E402
+from training import fit, inputs  # noqa: E402
 from training.model import build_sasrec, item_vocabulary, scoring_model  # noqa: E402
 
 
@@ -32,10 +32,9 @@ def test_loss_goes_down_and_the_pattern_is_learned():
     index = {v: i for i, v in enumerate(vocab)}
     x, y, w = inputs.next_item_arrays(seqs, index, max_len=10, weights={"view": 1.0})
     assert x.shape == (500, 10) and (w[y <= 1] == 0).all()
-    model = build_sasrec(len(vocab), 10, dim=32, blocks=1, heads=2, dropout=0.0,
-                         learning_rate=0.01)
-    hist = model.fit(x, y, sample_weight=w, epochs=8, batch_size=64, verbose=0)
-    losses = hist.history["loss"]
+    model = build_sasrec(len(vocab), 10, dim=32, blocks=1, heads=2, dropout=0.0)
+    hist = fit.train(model, x, y, w, epochs=8, batch_size=64, learning_rate=0.01, seed=0)
+    losses = hist["loss"]
     assert losses[-1] < 0.5 * losses[0]
     scorer = scoring_model(model, items)
     logits = np.asarray(scorer.predict_on_batch(np.array([[""] * 8 + ["I3", "I4"]])))
@@ -56,3 +55,18 @@ def test_holdout_cuts_at_the_split_and_remembers_recent_purchases():
     assert before.items[0] == ["a", "b"]
     assert hold.users == ["u1"] and hold.targets == [{"c"}]
     assert hold.bought_before == [{"a"}]
+
+
+def test_two_row_loss_matches_a_hand_worked_value():
+    """Two positions, vocabulary of three, embeddings the identity-like rows below."""
+    import math
+
+    import tensorflow as tf
+
+    hidden = tf.constant([[1.0, 0.0], [0.0, 2.0]])
+    emb = tf.constant([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    # logits: row 1 = [0, 1, 0], row 2 = [0, 0, 2]; targets 1 and 0; weights 1 and 3
+    loss = fit.weighted_softmax_loss(hidden, emb, tf.constant([1, 0]), tf.constant([1.0, 3.0]))
+    ce1 = -math.log(math.e / (2 + math.e))
+    ce2 = -math.log(1 / (2 + math.e ** 2))
+    assert float(loss) == pytest.approx((1 * ce1 + 3 * ce2) / 4, rel=1e-6)
