@@ -11,7 +11,7 @@ NS := $(VENV)/bin/nightshelf
 DS ?= $(shell sed -n 's/^  end: "\(.*\)".*/\1/p' nightshelf/defaults.yaml)
 PYTEST_ARGS ?=
 
-.PHONY: install demo night test test-all test-e2e lint ui bench-quality clean-home help
+.PHONY: install demo night test lint ui bench-quality clean-home help
 
 help:
 	@echo "make demo   - install, generate a synthetic shop, run one whole night through Airflow"
@@ -55,6 +55,15 @@ test: install
 lint: install
 	$(VENV)/bin/flake8 nightshelf jobs training expectations dags tests
 	$(VENV)/bin/isort --check-only nightshelf jobs training expectations dags tests
+
+DATA ?= ../shared/data/amazon_beauty/Beauty.txt
+ATTRS ?=
+OUT ?= bench/results/quality-beauty.json
+SEEDS ?= 13
+# the pipeline's own SASRec under the standard protocol (leave-one-out, full ranking)
+bench-quality: install
+	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/python -m training.bench --data $(DATA) \
+		$(if $(ATTRS),--attrs $(ATTRS)) --out $(OUT) --seeds $(SEEDS)
 
 ui: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(NIGHTSHELF_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000

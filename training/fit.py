@@ -56,9 +56,15 @@ def make_step(model, optimizer):
 
 def train(model, x: np.ndarray, y: np.ndarray, w: np.ndarray, *, epochs: int, batch_size: int,
           learning_rate: float, seed: int, validate: Callable[[int], float] | None = None,
-          patience: int = 5, on_epoch: Callable[[int, dict], None] | None = None) -> dict:
-    """Fit; after each epoch `validate(epoch)` (higher is better) drives early stopping and the
-    best weights are restored. Returns the history: {"loss": [...], "val": [...]}."""
+          validate_every: int = 1, patience: int = 5, deadline: float | None = None,
+          on_epoch: Callable[[int, dict], None] | None = None) -> dict:
+    """Fit with Adam, shuffling every epoch.
+
+    Every `validate_every` epochs (and at the last one), `validate(epoch)` (higher is better)
+    drives early stopping: training stops after `patience` validations without improvement,
+    or once `time.monotonic()` passes `deadline`; the best weights are restored.
+    Returns the history: {"loss": [per epoch], "val": [per validation]}.
+    """
     import keras
 
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
@@ -76,7 +82,9 @@ def train(model, x: np.ndarray, y: np.ndarray, w: np.ndarray, *, epochs: int, ba
             count += len(b)
         logs = {"loss": total / max(count, 1), "epoch_seconds": time.monotonic() - t0}
         history["loss"].append(logs["loss"])
-        if validate is not None:
+        out_of_time = deadline is not None and time.monotonic() > deadline
+        if validate is not None and (epoch % validate_every == 0 or epoch == epochs
+                                     or out_of_time):
             score = validate(epoch)
             logs["val"] = score
             history["val"].append(score)
@@ -88,6 +96,9 @@ def train(model, x: np.ndarray, y: np.ndarray, w: np.ndarray, *, epochs: int, ba
             on_epoch(epoch, logs)
         if validate is not None and waited >= patience:
             log.info("early stop after epoch %d (best val %.4f)", epoch, best)
+            break
+        if out_of_time:
+            log.warning("time budget reached after epoch %d; keeping the best weights", epoch)
             break
     if best_weights is not None:
         model.set_weights(best_weights)

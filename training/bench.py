@@ -1,0 +1,165 @@
+"""Quality benchmark of the pipeline's own sequence model on a public data set.
+
+Input: a file in the `user item item ...` sequence format (items in time order), e.g.
+`../shared/data/amazon_beauty/Beauty.txt`. Protocol, the standard one for sequential
+recommendation: leave-one-out per user (last item = test, second to last = validation,
+the rest = training), full ranking over every item with the user's own history masked,
+HR@K and NDCG@K averaged over all users. The model, its training loop and its loss are the
+ones the nightly DAG uses (`training.model`, `training.fit`).
+
+    python -m training.bench --data ../shared/data/amazon_beauty/Beauty.txt \
+        --out bench/results/quality-beauty.json --seeds 13 14 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import resource
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from training import fit
+from training.inputs import pad_left
+
+log = logging.getLogger("nightshelf.bench")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    max_len: int = 50
+    dim: int = 64
+    blocks: int = 2
+    heads: int = 1
+    dropout: float = 0.5
+    learning_rate: float = 0.001
+    batch_size: int = 128
+    epochs: int = 200
+    patience: int = 5          # validations without improvement
+    eval_every: int = 2
+    max_minutes: float = 28.0
+
+
+def read_sequences(path: Path) -> tuple[list[list[int]], list[str]]:
+    """Sequences as vocabulary indices (0 is padding) and the vocabulary itself."""
+    raw = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        parts = line.split()
+        if len(parts) < 2:
+            raise ValueError(f"{path}:{n}: expected `user item item ...`, got {line!r}")
+        raw.append(parts[1:])
+    vocab = [""] + sorted({i for s in raw for i in s}, key=lambda v: (len(v), v))
+    index = {v: i for i, v in enumerate(vocab)}
+    return [[index[i] for i in s] for s in raw], vocab
+
+
+def leave_one_out(seqs: list[list[int]]):
+    """(train sequences, validation (input, target), test (input, target))."""
+    usable = [s for s in seqs if len(s) >= 3]
+    train = [s[:-2] for s in usable]
+    val = ([s[:-2] for s in usable], np.array([s[-2] for s in usable]))
+    test = ([s[:-1] for s in usable], np.array([s[-1] for s in usable]))
+    return train, val, test, len(seqs) - len(usable)
+
+
+def training_arrays(train: list[list[int]], max_len: int):
+    xs = [s[:-1] for s in train if len(s) >= 2]
+    ys = [s[1:] for s in train if len(s) >= 2]
+    x, y = pad_left(xs, max_len), pad_left(ys, max_len)
+    return x, y, (y > 0).astype(np.float32)
+
+
+def full_ranking(model, inputs: list[list[int]], targets: np.ndarray, max_len: int,
+                 ks=(10, 20), batch_size: int = 1024) -> dict:
+    """HR@K and NDCG@K of each target among all items, the user's history masked."""
+    ranks = np.empty(len(inputs), dtype=np.int64)
+    for start in range(0, len(inputs), batch_size):
+        chunk = inputs[start:start + batch_size]
+        x = pad_left(chunk, max_len)
+        scores = np.asarray(model(x, training=False, last_only=True)).copy()
+        scores[:, 0] = -np.inf
+        for r, hist in enumerate(chunk):
+            scores[r, hist] = -np.inf
+        t = targets[start:start + batch_size]
+        target_scores = scores[np.arange(len(chunk)), t]
+        ranks[start:start + len(chunk)] = (scores > target_scores[:, None]).sum(axis=1)
+    out = {}
+    for k in ks:
+        hit = ranks < k
+        out[f"hr@{k}"] = float(hit.mean())
+        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2), 0.0).mean())
+    out["mrr"] = float((1.0 / (ranks + 1)).mean())
+    return out
+
+
+def run_once(seqs, n_items: int, cfg: BenchConfig, seed: int) -> dict:
+    import keras
+
+    from training.model import build_sasrec
+
+    keras.utils.set_random_seed(seed)
+    train, (val_in, val_t), (test_in, test_t), dropped = leave_one_out(seqs)
+    x, y, w = training_arrays(train, cfg.max_len)
+    model = build_sasrec(n_items, cfg.max_len, cfg.dim, cfg.blocks, cfg.heads, cfg.dropout)
+    t0 = time.monotonic()
+
+    def validate(epoch: int) -> float:
+        return full_ranking(model, val_in, val_t, cfg.max_len)["ndcg@10"]
+
+    def on_epoch(epoch: int, logs: dict) -> None:
+        val = f" val ndcg@10={logs['val']:.4f}" if "val" in logs else ""
+        log.info("seed %d epoch %d loss=%.4f%s (%.1fs, %.1f min in all)", seed, epoch,
+                 logs["loss"], val, logs["epoch_seconds"], (time.monotonic() - t0) / 60)
+
+    fit.train(model, x, y, w, epochs=cfg.epochs, batch_size=cfg.batch_size,
+              learning_rate=cfg.learning_rate, seed=seed, validate=validate,
+              validate_every=cfg.eval_every, patience=cfg.patience,
+              deadline=t0 + cfg.max_minutes * 60, on_epoch=on_epoch)
+    train_seconds = time.monotonic() - t0
+    test = full_ranking(model, test_in, test_t, cfg.max_len)
+    val = full_ranking(model, val_in, val_t, cfg.max_len)
+    return {"seed": seed, **test, "val_ndcg@10": val["ndcg@10"], "train_seconds": train_seconds,
+            "users": len(test_in), "users_dropped_short": dropped}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from nightshelf.logs import setup_logging
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--attrs", type=Path, help="item attributes JSON (recorded, not used yet)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--seeds", type=int, nargs="+", default=[13])
+    for f, default in asdict(BenchConfig()).items():
+        p.add_argument(f"--{f.replace('_', '-')}", type=type(default), default=default)
+    a = p.parse_args(argv)
+    setup_logging()
+    cfg = BenchConfig(**{f: getattr(a, f) for f in asdict(BenchConfig())})
+    seqs, vocab = read_sequences(a.data)
+    log.info("%s: %d users, %d items, %d interactions", a.data.name, len(seqs), len(vocab) - 1,
+             sum(map(len, seqs)))
+    runs = [run_once(seqs, len(vocab), cfg, s) for s in a.seeds]
+    keys = ["hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr", "train_seconds"]
+    result = {
+        "dataset": a.data.stem, "data": str(a.data), "protocol":
+            "leave-one-out, full ranking over all items, history masked, all users",
+        **{k: float(np.mean([r[k] for r in runs])) for k in keys},
+        "std": {k: float(np.std([r[k] for r in runs])) for k in keys},
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "runs": runs, "config": asdict(cfg), "model": "sasrec (training.model), full softmax",
+        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+    }
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=2))
+    log.info("%s: HR@10 %.4f NDCG@10 %.4f (mean of %d seeds), %.0fs per seed -> %s",
+             result["dataset"], result["hr@10"], result["ndcg@10"], len(runs),
+             result["train_seconds"], a.out)
+
+
+if __name__ == "__main__":
+    main()
