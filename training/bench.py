@@ -42,6 +42,8 @@ class BenchConfig:
     epochs: int = 200
     patience: int = 5          # validations without improvement
     eval_every: int = 2
+    negatives: int = 0         # 0: full softmax; > 0: sampled softmax with logQ correction
+    negative_alpha: float = 0.75
     max_minutes: float = 28.0
 
 
@@ -119,7 +121,8 @@ def run_once(seqs, n_items: int, cfg: BenchConfig, seed: int) -> dict:
     fit.train(model, x, y, w, epochs=cfg.epochs, batch_size=cfg.batch_size,
               learning_rate=cfg.learning_rate, seed=seed, validate=validate,
               validate_every=cfg.eval_every, patience=cfg.patience,
-              deadline=t0 + cfg.max_minutes * 60, on_epoch=on_epoch)
+              deadline=t0 + cfg.max_minutes * 60, on_epoch=on_epoch,
+              negatives=cfg.negatives, negative_alpha=cfg.negative_alpha)
     train_seconds = time.monotonic() - t0
     test = full_ranking(model, test_in, test_t, cfg.max_len)
     val = full_ranking(model, val_in, val_t, cfg.max_len)

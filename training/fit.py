@@ -30,19 +30,65 @@ def weighted_softmax_loss(hidden, embeddings, targets, weights):
     return tf.reduce_sum(ce * weights) / tf.maximum(tf.reduce_sum(weights), 1e-9)
 
 
-def make_step(model, optimizer):
+def sampled_softmax_loss(hidden, embeddings, targets, weights, negatives, log_q):
+    """Sampled softmax with logQ correction (Yi et al., 2019), weighted like the full loss.
+
+    Every position is scored against its target and against `negatives` [s], shared by the
+    batch and drawn with probabilities q; each logit has log q of its item subtracted, so the
+    sampled loss is an unbiased stand-in for the full softmax. A negative that happens to be
+    the position's target is masked out. `log_q` [vocab] holds log(s * q(item)).
+    """
     import tensorflow as tf
 
-    def loss_of(x, y, w, training):
+    pos_emb = tf.gather(embeddings, targets)
+    pos = tf.reduce_sum(hidden * pos_emb, axis=-1) - tf.gather(log_q, targets)
+    neg = tf.matmul(hidden, tf.gather(embeddings, negatives), transpose_b=True)
+    neg = neg - tf.gather(log_q, negatives)[None, :]
+    hit = tf.equal(targets[:, None], negatives[None, :])
+    neg = tf.where(hit, tf.fill(tf.shape(neg), tf.constant(-1e9, neg.dtype)), neg)
+    logits = tf.concat([pos[:, None], neg], axis=1)
+    ce = -tf.nn.log_softmax(logits, axis=-1)[:, 0]
+    return tf.reduce_sum(ce * weights) / tf.maximum(tf.reduce_sum(weights), 1e-9)
+
+
+class NegativeSampler:
+    """Shared negatives for a batch, drawn by popularity ** alpha (alpha 0 is uniform)."""
+
+    def __init__(self, targets: np.ndarray, vocab_size: int, count: int, alpha: float, seed: int):
+        freq = np.bincount(targets[targets > 1].ravel(), minlength=vocab_size).astype(float)
+        freq[:2] = 0.0  # never sample padding or out-of-vocabulary
+        p = np.power(freq, alpha)  # items never seen as a target are never drawn
+        self.p = p / p.sum()
+        self.count = count
+        self.log_q = np.log(np.maximum(self.p * count, 1e-30)).astype(np.float32)
+        self.rng = np.random.default_rng(seed)
+
+    def draw(self) -> np.ndarray:
+        return self.rng.choice(len(self.p), size=self.count, p=self.p).astype(np.int32)
+
+
+def make_step(model, optimizer, log_q: np.ndarray | None = None):
+    """(train_step, eval_step); with `log_q`, training uses the sampled loss, eval the full."""
+    import tensorflow as tf
+
+    log_q_t = None if log_q is None else tf.constant(log_q)
+
+    def positions(x, y, w, training):
         h = model.encode(x, training=training)
         keep = w > 0
-        return weighted_softmax_loss(tf.boolean_mask(h, keep), model.item_embedding.embeddings,
-                                     tf.boolean_mask(y, keep), tf.boolean_mask(w, keep))
+        return tf.boolean_mask(h, keep), tf.boolean_mask(y, keep), tf.boolean_mask(w, keep)
+
+    def loss_of(x, y, w, training, negatives=None):
+        h, t, wt = positions(x, y, w, training)
+        emb = model.item_embedding.embeddings
+        if negatives is None:
+            return weighted_softmax_loss(h, emb, t, wt)
+        return sampled_softmax_loss(h, emb, t, wt, negatives, log_q_t)
 
     @tf.function(reduce_retracing=True)
-    def train_step(x, y, w):
+    def train_step(x, y, w, negatives=None):
         with tf.GradientTape() as tape:
-            loss = loss_of(x, y, w, True)
+            loss = loss_of(x, y, w, True, negatives)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
@@ -57,18 +103,23 @@ def make_step(model, optimizer):
 def train(model, x: np.ndarray, y: np.ndarray, w: np.ndarray, *, epochs: int, batch_size: int,
           learning_rate: float, seed: int, validate: Callable[[int], float] | None = None,
           validate_every: int = 1, patience: int = 5, deadline: float | None = None,
-          on_epoch: Callable[[int, dict], None] | None = None) -> dict:
+          on_epoch: Callable[[int, dict], None] | None = None, negatives: int = 0,
+          negative_alpha: float = 0.75) -> dict:
     """Fit with Adam, shuffling every epoch.
 
     Every `validate_every` epochs (and at the last one), `validate(epoch)` (higher is better)
     drives early stopping: training stops after `patience` validations without improvement,
     or once `time.monotonic()` passes `deadline`; the best weights are restored.
+    `negatives` > 0 trains with the sampled softmax (that many shared negatives per batch,
+    drawn by popularity ** `negative_alpha`, logQ-corrected) instead of the full softmax.
     Returns the history: {"loss": [per epoch], "val": [per validation]}.
     """
     import keras
 
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
-    train_step, _ = make_step(model, optimizer)
+    sampler = (NegativeSampler(y, model.vocab_size, negatives, negative_alpha, seed)
+               if negatives else None)
+    train_step, _ = make_step(model, optimizer, sampler.log_q if sampler else None)
     rng = np.random.default_rng(seed)
     history: dict[str, list[float]] = {"loss": [], "val": []}
     best, best_weights, waited = -np.inf, None, 0
@@ -78,7 +129,8 @@ def train(model, x: np.ndarray, y: np.ndarray, w: np.ndarray, *, epochs: int, ba
         total, count = 0.0, 0
         for start in range(0, len(order), batch_size):
             b = order[start:start + batch_size]
-            total += float(train_step(x[b], y[b], w[b])) * len(b)
+            negs = (sampler.draw(),) if sampler else ()
+            total += float(train_step(x[b], y[b], w[b], *negs)) * len(b)
             count += len(b)
         logs = {"loss": total / max(count, 1), "epoch_seconds": time.monotonic() - t0}
         history["loss"].append(logs["loss"])

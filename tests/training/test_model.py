@@ -70,3 +70,26 @@ def test_two_row_loss_matches_a_hand_worked_value():
     ce1 = -math.log(math.e / (2 + math.e))
     ce2 = -math.log(1 / (2 + math.e ** 2))
     assert float(loss) == pytest.approx((1 * ce1 + 3 * ce2) / 4, rel=1e-6)
+
+
+def test_sampled_loss_with_every_item_as_negative_equals_the_full_loss():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    hidden = tf.constant(rng.normal(size=(4, 3)), tf.float32)
+    emb = tf.constant(rng.normal(size=(5, 3)), tf.float32)
+    targets, weights = tf.constant([1, 4, 2, 4]), tf.constant([1.0, 2.0, 1.0, 5.0])
+    full = fit.weighted_softmax_loss(hidden, emb, targets, weights)
+    # a constant log q shifts every logit alike; the target among the negatives is masked
+    sampled = fit.sampled_softmax_loss(hidden, emb, targets, weights, tf.range(5),
+                                       tf.fill([5], 0.7))
+    assert float(sampled) == pytest.approx(float(full), rel=1e-5)
+
+
+def test_negative_sampler_never_draws_padding_and_follows_popularity():
+    y = np.array([[0, 2, 2, 2, 3], [0, 0, 2, 3, 4]])
+    sampler = fit.NegativeSampler(y, vocab_size=6, count=2000, alpha=1.0, seed=0)
+    draws = sampler.draw()
+    assert set(draws) <= {2, 3, 4}
+    assert (draws == 2).mean() > (draws == 4).mean()
+    assert sampler.log_q[2] == pytest.approx(np.log(2000 * 4 / 7))
