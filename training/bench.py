@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import resource
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from training import fit
+from training.baselines import ItemKNN
 from training.inputs import pad_left
 
 log = logging.getLogger("nightshelf.bench")
@@ -76,14 +78,22 @@ def training_arrays(train: list[list[int]], max_len: int):
     return x, y, (y > 0).astype(np.float32)
 
 
-def full_ranking(model, inputs: list[list[int]], targets: np.ndarray, max_len: int,
-                 ks=(10, 20), batch_size: int = 1024) -> dict:
-    """HR@K and NDCG@K of each target among all items, the user's history masked."""
+def sasrec_scorer(model, max_len: int):
+    """histories -> [n, vocab] scores after the last position."""
+    return lambda chunk: np.asarray(model(pad_left(chunk, max_len), training=False,
+                                          last_only=True))
+
+
+def full_ranking(score, inputs: list[list[int]], targets: np.ndarray, ks=(10, 20),
+                 batch_size: int = 1024) -> dict:
+    """HR@K and NDCG@K of each target among all items, the user's history masked.
+
+    `score` maps a list of histories to a [n, vocab] score matrix (model or baseline).
+    """
     ranks = np.empty(len(inputs), dtype=np.int64)
     for start in range(0, len(inputs), batch_size):
         chunk = inputs[start:start + batch_size]
-        x = pad_left(chunk, max_len)
-        scores = np.asarray(model(x, training=False, last_only=True)).copy()
+        scores = np.array(score(chunk), dtype=np.float32, copy=True)
         scores[:, 0] = -np.inf
         for r, hist in enumerate(chunk):
             scores[r, hist] = -np.inf
@@ -99,6 +109,18 @@ def full_ranking(model, inputs: list[list[int]], targets: np.ndarray, max_len: i
     return out
 
 
+def baselines(seqs, n_items: int) -> dict[str, dict]:
+    """Popularity and item-kNN under the same protocol (fitted on the training part)."""
+    train, _, (test_in, test_t), _ = leave_one_out(seqs)
+    pop = np.bincount(np.concatenate([np.array(s) for s in train]), minlength=n_items)
+    knn = ItemKNN(n_items).fit(train)
+    out = {}
+    for name, scorer in (("popularity", lambda h: np.tile(pop.astype(np.float32), (len(h), 1))),
+                         ("item_knn", knn.score)):
+        out[name] = full_ranking(scorer, test_in, test_t)
+    return out
+
+
 def run_once(seqs, n_items: int, cfg: BenchConfig, seed: int) -> dict:
     import keras
 
@@ -108,10 +130,11 @@ def run_once(seqs, n_items: int, cfg: BenchConfig, seed: int) -> dict:
     train, (val_in, val_t), (test_in, test_t), dropped = leave_one_out(seqs)
     x, y, w = training_arrays(train, cfg.max_len)
     model = build_sasrec(n_items, cfg.max_len, cfg.dim, cfg.blocks, cfg.heads, cfg.dropout)
+    scorer = sasrec_scorer(model, cfg.max_len)
     t0 = time.monotonic()
 
     def validate(epoch: int) -> float:
-        return full_ranking(model, val_in, val_t, cfg.max_len)["ndcg@10"]
+        return full_ranking(scorer, val_in, val_t)["ndcg@10"]
 
     def on_epoch(epoch: int, logs: dict) -> None:
         val = f" val ndcg@10={logs['val']:.4f}" if "val" in logs else ""
@@ -124,8 +147,8 @@ def run_once(seqs, n_items: int, cfg: BenchConfig, seed: int) -> dict:
               deadline=t0 + cfg.max_minutes * 60, on_epoch=on_epoch,
               negatives=cfg.negatives, negative_alpha=cfg.negative_alpha)
     train_seconds = time.monotonic() - t0
-    test = full_ranking(model, test_in, test_t, cfg.max_len)
-    val = full_ranking(model, val_in, val_t, cfg.max_len)
+    test = full_ranking(scorer, test_in, test_t)
+    val = full_ranking(scorer, val_in, val_t)
     return {"seed": seed, **test, "val_ndcg@10": val["ndcg@10"], "train_seconds": train_seconds,
             "users": len(test_in), "users_dropped_short": dropped}
 
@@ -146,6 +169,9 @@ def main(argv: list[str] | None = None) -> None:
     seqs, vocab = read_sequences(a.data)
     log.info("%s: %d users, %d items, %d interactions", a.data.name, len(seqs), len(vocab) - 1,
              sum(map(len, seqs)))
+    base = baselines(seqs, len(vocab))
+    for name, rep in base.items():
+        log.info("baseline %s: HR@10 %.4f NDCG@10 %.4f", name, rep["hr@10"], rep["ndcg@10"])
     runs = [run_once(seqs, len(vocab), cfg, s) for s in a.seeds]
     keys = ["hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr", "train_seconds"]
     result = {
@@ -154,8 +180,11 @@ def main(argv: list[str] | None = None) -> None:
         **{k: float(np.mean([r[k] for r in runs])) for k in keys},
         "std": {k: float(np.std([r[k] for r in runs])) for k in keys},
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "runs": runs, "config": asdict(cfg), "model": "sasrec (training.model), full softmax",
-        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "runs": runs, "baselines": base, "config": asdict(cfg),
+        "model": "sasrec (training.model), " + (
+            f"sampled softmax, {cfg.negatives} logQ-corrected negatives" if cfg.negatives
+            else "full softmax"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2))

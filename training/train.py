@@ -14,6 +14,7 @@ import numpy as np
 
 from nightshelf.config import Config
 from training import inputs, plots
+from training.baselines import ItemKNN
 from training.evaluate import evaluate, model_scorer, popularity
 from training.tracking import metric_key, setup_mlflow, write_record
 
@@ -54,6 +55,18 @@ def fit(cfg: Config, before: inputs.Sequences, index: dict[str, int]):
                       patience=m.patience, on_epoch=on_epoch)
     history = {"loss": hist["loss"], "val_loss": [-v for v in hist["val"]]}
     return model, history, {"train_sequences": int(len(tr)), "val_sequences": int(n_val)}
+
+
+def baseline_reports(before: inputs.Sequences, hold: inputs.Holdout, index: dict[str, int],
+                     vocab: list[str], catalog: inputs.Catalog, split, ks: list[int],
+                     weights: dict[str, float]) -> dict[str, dict]:
+    """Popularity and item-kNN, fitted on what happened before the split, on the holdout."""
+    pop = popularity(before, index, len(vocab), split, POPULARITY_DAYS, weights)
+    pop_report, _ = evaluate(np.tile(pop, (len(hold.users), 1)), hold, vocab, catalog, ks)
+    knn = ItemKNN(len(vocab)).fit([[index[i] for i in s if i in index] for s in before.items])
+    knn_scores = knn.score([[index[i] for i in h if i in index] for h in hold.history])
+    knn_report, _ = evaluate(knn_scores, hold, vocab, catalog, ks)
+    return {"popularity": pop_report, "item_knn": knn_report}
 
 
 def comparison_table(reports: dict[str, dict]) -> str:
@@ -102,9 +115,9 @@ def run(cfg: Config, ds: str) -> dict:
 
         score = model_scorer(scorer_model, cfg.model.max_len, cfg.scoring.batch_size)
         model_report, _ = evaluate(score(hold.history), hold, vocab, catalog, ks)
-        pop = popularity(before, index, len(vocab), split, POPULARITY_DAYS, cfg.events.weights)
-        pop_report, _ = evaluate(np.tile(pop, (len(hold.users), 1)), hold, vocab, catalog, ks)
-        reports = {"sasrec": model_report, "popularity": pop_report}
+        baselines = baseline_reports(before, hold, index, vocab, catalog, split, ks,
+                                     cfg.events.weights)
+        reports = {"sasrec": model_report, **baselines}
         for name, rep in reports.items():
             prefix = "" if name == "sasrec" else f"{name}."
             mlflow.log_metrics({prefix + metric_key(k): float(v) for k, v in rep.items()})
@@ -118,12 +131,13 @@ def run(cfg: Config, ds: str) -> dict:
             registered_model_name=cfg.model.name,
             pip_requirements=[f"keras=={keras.__version__}", "tensorflow-cpu==2.21.0"])
         version = str(info.registered_model_version)
-        log.info("train ds=%s: sasrec %s | popularity %s | registered %s v%s in %.0fs", ds,
-                 _short(model_report), _short(pop_report), cfg.model.name, version,
-                 train_seconds)
+        log.info("train ds=%s: sasrec %s | %s | registered %s v%s in %.0fs", ds,
+                 _short(model_report),
+                 " | ".join(f"{n} {_short(r)}" for n, r in baselines.items()),
+                 cfg.model.name, version, train_seconds)
         record = {"ds": ds, "run_id": run.info.run_id, "model_name": cfg.model.name,
                   "model_version": version, "metrics": model_report,
-                  "baselines": {"popularity": pop_report}, "train_seconds": train_seconds,
+                  "baselines": baselines, "train_seconds": train_seconds,
                   "split": split.isoformat(), "holdout_users": len(hold.users),
                   "epochs_run": len(history.get("loss", []))}
     write_record(cfg, ds, "train", record)
