@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 from nightshelf import lake
 from nightshelf.config import Config
@@ -129,8 +128,3 @@ def validate(cfg: Config, stage: str, ds: str, spark=None) -> dict:
                              f"e.g. {f['partial_unexpected_list']}")
         raise ValidationFailed("\n".join(lines))
     return summary
-
-
-def load_result(cfg: Config, ds: str, stage: str) -> dict | None:
-    path: Path = lake.run_dir(cfg, ds) / f"validation-{stage}.json"
-    return json.loads(path.read_text()) if path.exists() else None

@@ -225,12 +225,3 @@ def load_config(path: str | os.PathLike | None = None,
         data["home"] = environ["NIGHTSHELF_HOME"]
     cfg = _build(Config, data, "")
     return dataclasses.replace(cfg, home=cfg.home.expanduser().resolve())
-
-
-def replace(cfg: Config, **sections: Mapping[str, Any]) -> Config:
-    """A copy of `cfg` with some keys of some sections changed (for tests and CLIs)."""
-    changes = {}
-    for section, values in sections.items():
-        current = getattr(cfg, section)
-        changes[section] = dataclasses.replace(current, **values) if values else current
-    return dataclasses.replace(cfg, **changes)

@@ -8,7 +8,6 @@ from typing import Callable
 
 import numpy as np
 
-from nightshelf import schema as S
 from training import metrics
 from training.inputs import Catalog, Holdout, Sequences, exclusion_mask
 
@@ -71,8 +70,3 @@ def evaluate(scores: np.ndarray, hold: Holdout, vocab: list[str], catalog: Catal
     report["coverage"] = float(len(np.unique(ranked[keep, :max(ks)])) /
                                max(1, (~exclusion_mask(vocab, catalog)).sum()))
     return report, ranked
-
-
-def history_types_label(event_type: str) -> str:
-    return {S.VIEW: "viewed", S.ADD_TO_CART: "added to cart", S.PURCHASE: "bought",
-            S.FAVORITE: "saved"}.get(event_type, "viewed")

@@ -39,7 +39,6 @@ class Holdout:
     """What users did after the split, and what they had done before it."""
     users: list[str]
     history: list[list[str]]          # steps before the split (model input)
-    history_types: list[list[str]]
     targets: list[set[str]]           # distinct items interacted with after the split
     bought_before: list[set[str]]     # purchases in the exclusion window before the split
 
@@ -78,7 +77,7 @@ def holdout(seqs: Sequences, split: datetime, exclusion_days: int) -> tuple[Sequ
     t_split = np.datetime64(split.replace(tzinfo=None), "us")
     t_excl = t_split - np.timedelta64(exclusion_days, "D")
     before = Sequences([], [], [], [], [])
-    hold = Holdout([], [], [], [], [])
+    hold = Holdout([], [], [], [])
     for u, items, types, times in zip(seqs.users, seqs.items, seqs.types, seqs.times):
         k = int(np.searchsorted(times, t_split, side="left"))
         if k == 0:
@@ -93,7 +92,6 @@ def holdout(seqs: Sequences, split: datetime, exclusion_days: int) -> tuple[Sequ
         if k < len(items):
             hold.users.append(u)
             hold.history.append(items[:k])
-            hold.history_types.append(types[:k])
             hold.targets.append(set(items[k:]))
             hold.bought_before.append(bought)
     return before, hold

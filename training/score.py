@@ -18,7 +18,7 @@ from nightshelf import lake
 from nightshelf import schema as S
 from nightshelf.config import Config
 from training import inputs
-from training.evaluate import NEG, history_types_label, masked, model_scorer
+from training.evaluate import NEG, masked, model_scorer
 from training.gate import POPULARITY
 from training.metrics import top_k
 from training.tracking import read_record, setup_mlflow, write_record
@@ -26,6 +26,8 @@ from training.tracking import read_record, setup_mlflow, write_record
 log = logging.getLogger(__name__)
 
 REASON_HISTORY = 10
+VERBS = {S.VIEW: "viewed", S.ADD_TO_CART: "added to cart", S.PURCHASE: "bought",
+         S.FAVORITE: "saved"}
 
 
 def _schema():
@@ -52,10 +54,10 @@ def reasons(rec_idx: np.ndarray, history: list[str], history_types: list[str],
         best = int(np.argmax(sims[r]))
         item, etype = recent[best]
         if item == vocab[j]:
-            out.append(f"you {history_types_label(etype)} it recently")
+            out.append(f"you {VERBS.get(etype, 'viewed')} it recently")
         else:
             out.append(f"similar to \"{catalog.title.get(item, item)}\" you "
-                       f"{history_types_label(etype)}")
+                       f"{VERBS.get(etype, 'viewed')}")
     return out
 
 
