@@ -54,9 +54,28 @@ def masked(scores: np.ndarray, rows_bought: list[set[str]], index: dict[str, int
     return scores
 
 
+NEW_USER_MAX_STEPS = 2      # users with at most this many steps before the split are "new"
+COLD_ITEM_MAX_USERS = 5     # items fewer users touched before the split are "cold"
+
+
+def item_user_counts(before: Sequences, index: dict[str, int]) -> np.ndarray:
+    """How many users touched each vocabulary item before the split."""
+    counts = np.zeros(len(index), dtype=np.int64)
+    for items in before.items:
+        for i in {index[i] for i in items if i in index}:
+            counts[i] += 1
+    return counts
+
+
 def evaluate(scores: np.ndarray, hold: Holdout, vocab: list[str], catalog: Catalog,
-             ks: list[int]) -> tuple[dict, np.ndarray]:
-    """Metrics of a [n_holdout_users, vocab] score matrix; also returns the top lists."""
+             ks: list[int], item_users: np.ndarray | None = None,
+             n_users: int | None = None) -> tuple[dict, np.ndarray]:
+    """Metrics of a [n_holdout_users, vocab] score matrix; also returns the top lists.
+
+    With `item_users` (users per item before the split) and `n_users`, adds novelty,
+    intra-list diversity by category, and the metrics per slice: new vs returning users,
+    cold vs warm target items (`slice.<name>.<metric>`).
+    """
     index = {item: i for i, item in enumerate(vocab)}
     scores = masked(scores, hold.bought_before, index, exclusion_mask(vocab, catalog),
                     catalog.repurchasable)
@@ -67,6 +86,24 @@ def evaluate(scores: np.ndarray, hold: Holdout, vocab: list[str], catalog: Catal
         log.info("holdout: %d users only touched items unknown to the model; left out",
                  len(relevant) - len(keep))
     report = metrics.ranking_report(ranked[keep], [relevant[r] for r in keep], ks)
-    report["coverage"] = float(len(np.unique(ranked[keep, :max(ks)])) /
+    k = max(ks)
+    report["coverage"] = float(len(np.unique(ranked[keep, :k])) /
                                max(1, (~exclusion_mask(vocab, catalog)).sum()))
+    groups = np.array([catalog.category.get(v, "?") for v in vocab])
+    report[f"diversity@{k}"] = metrics.intra_list_diversity(ranked[keep], groups, k)
+    if item_users is not None and n_users:
+        report[f"novelty@{k}"] = metrics.novelty(ranked[keep], item_users / n_users, k)
+        new = {r for r in keep if len(hold.history[r]) <= NEW_USER_MAX_STEPS}
+        user_slices = {"new_users": sorted(new), "returning_users": sorted(set(keep) - new)}
+        for name, rows in user_slices.items():
+            if rows:
+                rep = metrics.ranking_report(ranked[rows], [relevant[r] for r in rows], ks)
+                report.update({f"slice.{name}.{m}": v for m, v in rep.items()})
+        cold = item_users < COLD_ITEM_MAX_USERS
+        for name, want in (("cold_items", True), ("warm_items", False)):
+            rel = {r: {i for i in relevant[r] if cold[i] == want} for r in keep}
+            rows = [r for r in keep if rel[r]]
+            if rows:
+                rep = metrics.ranking_report(ranked[rows], [rel[r] for r in rows], ks)
+                report.update({f"slice.{name}.{m}": v for m, v in rep.items()})
     return report, ranked

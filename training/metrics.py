@@ -71,3 +71,17 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.lexsort((part, -np.take_along_axis(scores, part, axis=1)), axis=1)
     return np.take_along_axis(part, order, axis=1)
+
+
+def novelty(ranked: np.ndarray, item_share: np.ndarray, k: int) -> float:
+    """Mean self-information -log2(share of users who had the item) of the top-k items."""
+    share = np.clip(item_share[ranked[:, :k]], 1e-6, 1.0)
+    return float((-np.log2(share)).mean())
+
+
+def intra_list_diversity(ranked: np.ndarray, item_group: np.ndarray, k: int) -> float:
+    """Share of pairs of items in a top-k list that belong to different groups (categories)."""
+    groups = item_group[ranked[:, :k]]
+    same = (groups[:, :, None] == groups[:, None, :]).sum(axis=(1, 2)) - groups.shape[1]
+    pairs = groups.shape[1] * (groups.shape[1] - 1)
+    return float((1.0 - same / max(pairs, 1)).mean())

@@ -15,7 +15,7 @@ import numpy as np
 from nightshelf.config import Config
 from training import inputs, plots
 from training.baselines import ItemKNN
-from training.evaluate import evaluate, model_scorer, popularity
+from training.evaluate import evaluate, item_user_counts, model_scorer, popularity
 from training.tracking import metric_key, setup_mlflow, write_record
 
 log = logging.getLogger(__name__)
@@ -59,21 +59,25 @@ def fit(cfg: Config, before: inputs.Sequences, index: dict[str, int]):
 
 def baseline_reports(before: inputs.Sequences, hold: inputs.Holdout, index: dict[str, int],
                      vocab: list[str], catalog: inputs.Catalog, split, ks: list[int],
-                     weights: dict[str, float]) -> dict[str, dict]:
+                     weights: dict[str, float], extra: dict) -> dict[str, dict]:
     """Popularity and item-kNN, fitted on what happened before the split, on the holdout."""
     pop = popularity(before, index, len(vocab), split, POPULARITY_DAYS, weights)
-    pop_report, _ = evaluate(np.tile(pop, (len(hold.users), 1)), hold, vocab, catalog, ks)
+    pop_report, _ = evaluate(np.tile(pop, (len(hold.users), 1)), hold, vocab, catalog, ks,
+                             **extra)
     knn = ItemKNN(len(vocab)).fit([[index[i] for i in s if i in index] for s in before.items])
     knn_scores = knn.score([[index[i] for i in h if i in index] for h in hold.history])
-    knn_report, _ = evaluate(knn_scores, hold, vocab, catalog, ks)
+    knn_report, _ = evaluate(knn_scores, hold, vocab, catalog, ks, **extra)
     return {"popularity": pop_report, "item_knn": knn_report}
 
 
 def comparison_table(reports: dict[str, dict]) -> str:
-    keys = [k for k in next(iter(reports.values())) if k != "users"]
-    lines = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for name, rep in reports.items():
-        lines.append(f"| {name} | " + " | ".join(f"{rep[k]:.4f}" for k in keys) + " |")
+    """Markdown: one row per metric (slices included), one column per model."""
+    keys = list(dict.fromkeys(k for rep in reports.values() for k in rep))
+    names = list(reports)
+    lines = ["| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for k in keys:
+        cells = [f"{reports[n][k]:.4f}" if k in reports[n] else "-" for n in names]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -114,9 +118,11 @@ def run(cfg: Config, ds: str) -> dict:
         scorer_model = scoring_model(model, items)
 
         score = model_scorer(scorer_model, cfg.model.max_len, cfg.scoring.batch_size)
-        model_report, _ = evaluate(score(hold.history), hold, vocab, catalog, ks)
+        item_users = item_user_counts(before, index)
+        extra = {"item_users": item_users, "n_users": len(before.users)}
+        model_report, _ = evaluate(score(hold.history), hold, vocab, catalog, ks, **extra)
         baselines = baseline_reports(before, hold, index, vocab, catalog, split, ks,
-                                     cfg.events.weights)
+                                     cfg.events.weights, extra)
         reports = {"sasrec": model_report, **baselines}
         for name, rep in reports.items():
             prefix = "" if name == "sasrec" else f"{name}."

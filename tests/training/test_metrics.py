@@ -35,3 +35,13 @@ def test_top_k_orders_by_score_and_breaks_ties_by_index():
 def test_k_longer_than_list_is_an_error():
     with pytest.raises(ValueError, match="longer than the ranked lists"):
         metrics.ranking_report(RANKED, RELEVANT, [5])
+
+
+def test_novelty_and_intra_list_diversity_by_hand():
+    ranked = np.array([[0, 1], [1, 2]])
+    share = np.array([0.5, 0.25, 1.0])
+    # user 1: -log2 .5 = 1, -log2 .25 = 2; user 2: 2, 0 -> mean 5/4
+    assert metrics.novelty(ranked, share, 2) == pytest.approx(1.25)
+    groups = np.array(["a", "a", "b"])
+    # user 1: both "a" -> 0; user 2: "a" and "b" -> 1
+    assert metrics.intra_list_diversity(ranked, groups, 2) == pytest.approx(0.5)
