@@ -67,3 +67,31 @@ class ItemKNN:
             raise RuntimeError("ItemKNN.score before fit")
         recent = [h[-self.recent:] for h in histories]
         return np.asarray((self._users_by_items(recent) @ self.sim).todense(), dtype=np.float32)
+
+
+def als_scores(spark, histories: list[list[int]], weights: list[list[float]],
+               queries: list[int], vocab_size: int, *, rank: int = 32, iterations: int = 10,
+               reg: float = 0.05, alpha: float = 10.0, seed: int = 13) -> np.ndarray:
+    """Implicit-feedback ALS (Spark MLlib, Hu et al. 2008) fitted on the histories.
+
+    histories[u] / weights[u]: user u's items and event weights (summed per item as the
+    confidence); returns [len(queries), vocab] scores u . v for the users `queries` (indices
+    into histories). Items ALS never saw score 0.
+    """
+    from pyspark.ml.recommendation import ALS
+
+    rows = {}
+    for u, (items, ws) in enumerate(zip(histories, weights)):
+        for i, w in zip(items, ws):
+            rows[(u, i)] = rows.get((u, i), 0.0) + float(w)
+    df = spark.createDataFrame([(u, i, w) for (u, i), w in rows.items()],
+                               "user int, item int, rating float")
+    model = ALS(rank=rank, maxIter=iterations, regParam=reg, implicitPrefs=True, alpha=alpha,
+                userCol="user", itemCol="item", ratingCol="rating", seed=seed,
+                coldStartStrategy="drop").fit(df)
+    users = {r.id: np.array(r.features) for r in model.userFactors.collect()}
+    items = np.zeros((vocab_size, rank), dtype=np.float32)
+    for r in model.itemFactors.collect():
+        items[r.id] = r.features
+    q = np.stack([users.get(u, np.zeros(rank)) for u in queries]).astype(np.float32)
+    return q @ items.T

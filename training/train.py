@@ -14,7 +14,7 @@ import numpy as np
 
 from nightshelf.config import Config
 from training import inputs, plots
-from training.baselines import ItemKNN
+from training.baselines import ItemKNN, als_scores
 from training.evaluate import evaluate, item_user_counts, model_scorer, popularity
 from training.tracking import metric_key, setup_mlflow, write_record
 
@@ -57,17 +57,37 @@ def fit(cfg: Config, before: inputs.Sequences, index: dict[str, int]):
     return model, history, {"train_sequences": int(len(tr)), "val_sequences": int(n_val)}
 
 
-def baseline_reports(before: inputs.Sequences, hold: inputs.Holdout, index: dict[str, int],
-                     vocab: list[str], catalog: inputs.Catalog, split, ks: list[int],
-                     weights: dict[str, float], extra: dict) -> dict[str, dict]:
-    """Popularity and item-kNN, fitted on what happened before the split, on the holdout."""
-    pop = popularity(before, index, len(vocab), split, POPULARITY_DAYS, weights)
+def baseline_reports(cfg: Config, before: inputs.Sequences, hold: inputs.Holdout,
+                     index: dict[str, int], vocab: list[str], catalog: inputs.Catalog, split,
+                     ks: list[int], extra: dict) -> dict[str, dict]:
+    """Popularity, item-kNN and ALS, fitted on what happened before the split, on the holdout."""
+    pop = popularity(before, index, len(vocab), split, POPULARITY_DAYS, cfg.events.weights)
     pop_report, _ = evaluate(np.tile(pop, (len(hold.users), 1)), hold, vocab, catalog, ks,
                              **extra)
     knn = ItemKNN(len(vocab)).fit([[index[i] for i in s if i in index] for s in before.items])
     knn_scores = knn.score([[index[i] for i in h if i in index] for h in hold.history])
     knn_report, _ = evaluate(knn_scores, hold, vocab, catalog, ks, **extra)
-    return {"popularity": pop_report, "item_knn": knn_report}
+    return {"popularity": pop_report, "item_knn": knn_report,
+            "als": als_report(cfg, before, hold, index, vocab, catalog, ks, extra)}
+
+
+def als_report(cfg: Config, before: inputs.Sequences, hold: inputs.Holdout,
+               index: dict[str, int], vocab: list[str], catalog: inputs.Catalog,
+               ks: list[int], extra: dict) -> dict:
+    from nightshelf.spark import get_spark
+
+    spark = get_spark(cfg, "als")
+    try:
+        row = {u: r for r, u in enumerate(before.users)}
+        histories = [[index[i] for i in s if i in index] for s in before.items]
+        weights = [[cfg.events.weights.get(t, 1.0) for i, t in zip(s, ts) if i in index]
+                   for s, ts in zip(before.items, before.types)]
+        scores = als_scores(spark, histories, weights, [row[u] for u in hold.users],
+                            len(vocab), seed=cfg.model.seed)
+    finally:
+        spark.stop()
+    report, _ = evaluate(scores, hold, vocab, catalog, ks, **extra)
+    return report
 
 
 def comparison_table(reports: dict[str, dict]) -> str:
@@ -121,8 +141,8 @@ def run(cfg: Config, ds: str) -> dict:
         item_users = item_user_counts(before, index)
         extra = {"item_users": item_users, "n_users": len(before.users)}
         model_report, _ = evaluate(score(hold.history), hold, vocab, catalog, ks, **extra)
-        baselines = baseline_reports(before, hold, index, vocab, catalog, split, ks,
-                                     cfg.events.weights, extra)
+        baselines = baseline_reports(cfg, before, hold, index, vocab, catalog, split, ks,
+                                     extra)
         reports = {"sasrec": model_report, **baselines}
         for name, rep in reports.items():
             prefix = "" if name == "sasrec" else f"{name}."

@@ -21,3 +21,16 @@ def test_cosine_co_occurrence_and_scores():
 def test_neighbours_are_cut_to_the_most_similar():
     knn = ItemKNN(vocab_size=4, shrink=0.0, neighbours=1).fit([[1, 2], [1, 2], [1, 3]])
     assert knn.sim[1].nnz == 1 and knn.sim[1, 2] > 0
+
+
+@pytest.mark.spark
+def test_als_scores_a_users_own_cluster_higher(spark):
+    from training.baselines import als_scores
+
+    # two groups of users with disjoint items: 2..4 and 5..7
+    histories = [[2, 3], [3, 4], [2, 4], [5, 6], [6, 7], [5, 7]] * 3
+    weights = [[1.0, 1.0]] * len(histories)
+    scores = als_scores(spark, histories, weights, [0, 3], vocab_size=8, rank=4, iterations=10)
+    assert scores.shape == (2, 8)
+    assert scores[0, 2:5].mean() > scores[0, 5:8].mean()
+    assert scores[1, 5:8].mean() > scores[1, 2:5].mean()
