@@ -117,6 +117,7 @@ def publish(cfg: Config, ds: str) -> dict:
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     (staging / SUCCESS).write_text("")
     swap(staging, target)
-    log.info("published ds=%s: %d rows for %d users (model %s v%s) -> %s", ds, manifest["rows"],
-             manifest["users"], manifest["model_name"], manifest["model_version"], target)
+    log.info("published ds=%s: %d rows for %d users (served by %s %s) -> %s", ds,
+             manifest["rows"], manifest["users"], manifest["serving"],
+             manifest["model_version"], target)
     return manifest

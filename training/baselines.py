@@ -78,14 +78,17 @@ def als_scores(spark, histories: list[list[int]], weights: list[list[float]],
     confidence); returns [len(queries), vocab] scores u . v for the users `queries` (indices
     into histories). Items ALS never saw score 0.
     """
+    import pandas as pd
     from pyspark.ml.recommendation import ALS
 
     rows = {}
     for u, (items, ws) in enumerate(zip(histories, weights)):
         for i, w in zip(items, ws):
             rows[(u, i)] = rows.get((u, i), 0.0) + float(w)
-    df = spark.createDataFrame([(u, i, w) for (u, i), w in rows.items()],
-                               "user int, item int, rating float")
+    df = spark.createDataFrame(pd.DataFrame({  # through Arrow: no Python workers
+        "user": pd.array([u for u, _ in rows], "int32"),
+        "item": pd.array([i for _, i in rows], "int32"),
+        "rating": pd.array(list(rows.values()), "float32")}))
     model = ALS(rank=rank, maxIter=iterations, regParam=reg, implicitPrefs=True, alpha=alpha,
                 userCol="user", itemCol="item", ratingCol="rating", seed=seed,
                 coldStartStrategy="drop").fit(df)

@@ -2,9 +2,9 @@
 
 A challenger becomes `champion` (an MLflow registry alias) when it beats the best baseline on
 the holdout and is not worse than the current champion on the *same* holdout by more than
-`gate.tolerance`. Otherwise the night is served by the champion, or by the popularity
-baseline when there is no champion yet, and the reason is recorded in the MLflow run and in
-gate.json (which the manifest copies).
+`gate.tolerance`. Otherwise the night is served by the champion, or, when there is no
+champion yet, by the best baseline that scoring can serve (item-kNN or popularity), and the
+reason is recorded in the MLflow run and in gate.json (which the manifest copies).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from training.tracking import CHAMPION, metric_key, read_record, setup_mlflow, w
 
 log = logging.getLogger(__name__)
 
-POPULARITY = "popularity"
+POPULARITY, ITEM_KNN = "popularity", "item_knn"
+SERVABLE_BASELINES = (ITEM_KNN, POPULARITY)  # baselines training.score can serve
 
 
 def decide(metric: str, challenger: dict, baselines: dict[str, dict], champion: dict | None,
@@ -39,6 +40,12 @@ def decide(metric: str, challenger: dict, baselines: dict[str, dict], champion: 
                       f"({best:.4f})")
     return True, (f"challenger {metric}={value:.4f} vs champion {champion[metric]:.4f} "
                   f"(tolerance {tolerance}) and best baseline {best_name} {best:.4f}")
+
+
+def fallback_baseline(baselines: dict[str, dict], metric: str) -> str:
+    """With no champion yet, the best baseline that scoring can serve."""
+    return max((b for b in SERVABLE_BASELINES if b in baselines),
+               key=lambda b: baselines[b][metric])
 
 
 def current_champion(client, name: str):
@@ -92,7 +99,9 @@ def run(cfg: Config, ds: str) -> dict:
     elif champ is not None:
         serving = {"kind": "model", "model_version": champ_version, "run_id": champ.run_id}
     else:
-        serving = {"kind": POPULARITY, "model_version": POPULARITY, "run_id": trained["run_id"]}
+        kind = fallback_baseline(trained["baselines"], cfg.gate.metric)
+        serving = {"kind": kind, "model_version": f"baseline:{kind}",
+                   "run_id": trained["run_id"]}
     with mlflow.start_run(run_id=trained["run_id"]):
         mlflow.set_tags({"gate.promoted": str(promote), "gate.reason": why,
                          "gate.serving_version": serving["model_version"]})

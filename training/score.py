@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -18,8 +19,9 @@ from nightshelf import lake
 from nightshelf import schema as S
 from nightshelf.config import Config
 from training import inputs
+from training.baselines import ItemKNN
 from training.evaluate import NEG, masked, model_scorer
-from training.gate import POPULARITY
+from training.gate import ITEM_KNN, POPULARITY
 from training.metrics import top_k
 from training.tracking import read_record, setup_mlflow, write_record
 
@@ -38,18 +40,21 @@ def _schema():
                       (S.MODEL_VERSION, pa.string()), (S.RUN_ID, pa.string())])
 
 
+Similarity = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
 def reasons(rec_idx: np.ndarray, history: list[str], history_types: list[str],
-            vocab: list[str], index: dict[str, int], unit_emb: np.ndarray | None,
+            vocab: list[str], index: dict[str, int], similarity: Similarity | None,
             catalog: inputs.Catalog) -> list[str]:
-    """Why each item: the most similar recent item of the user's (by item embedding), else
-    the item's category's popularity."""
+    """Why each item: the user's recent item most similar to it (`similarity(recs, history)`
+    gives a [recs, history] matrix), else the item's category's popularity."""
     recent = [(i, t) for i, t in zip(history[::-1], history_types[::-1]) if i in index]
     recent = recent[:REASON_HISTORY]
     out = []
-    if unit_emb is None or not recent:
+    if similarity is None or not recent:
         return [f"popular in {catalog.category.get(vocab[j], 'the shop')}" for j in rec_idx]
     h_idx = np.array([index[i] for i, _ in recent])
-    sims = unit_emb[rec_idx] @ unit_emb[h_idx].T
+    sims = similarity(rec_idx, h_idx)
     for r, j in enumerate(rec_idx):
         best = int(np.argmax(sims[r]))
         item, etype = recent[best]
@@ -85,7 +90,14 @@ def run(cfg: Config, ds: str) -> dict:
         vocab = [inputs.PAD, inputs.OOV] + sorted(catalog.item_ids)
         pop = _popularity_scores(cfg, ds, vocab)
         score_batch = lambda hist: np.tile(pop, (len(hist), 1))  # noqa: E731
-        unit_emb = None
+        similarity = None
+    elif serving["kind"] == ITEM_KNN:
+        vocab = [inputs.PAD, inputs.OOV] + inputs.vocabulary(seqs, catalog)
+        knn_index = {v: i for i, v in enumerate(vocab)}
+        knn = ItemKNN(len(vocab)).fit([[knn_index[i] for i in s] for s in seqs.items])
+        score_batch = lambda hist: knn.score(  # noqa: E731
+            [[knn_index[i] for i in h if i in knn_index] for h in hist])
+        similarity = lambda recs, hist: knn.sim[recs][:, hist].toarray()  # noqa: E731
     else:
         import mlflow
 
@@ -98,6 +110,7 @@ def run(cfg: Config, ds: str) -> dict:
         vocab = [str(v) for v in tm.item_vocabulary(model)]
         emb = tm.item_embeddings(model)
         unit_emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-9)
+        similarity = lambda recs, hist: unit_emb[recs] @ unit_emb[hist].T  # noqa: E731
         score_batch = model_scorer(model, cfg.model.max_len, cfg.scoring.batch_size)
     index = {item: i for i, item in enumerate(vocab)}
     base_mask = inputs.exclusion_mask(vocab, catalog)
@@ -119,7 +132,7 @@ def run(cfg: Config, ds: str) -> dict:
                 row_scores = scores[r, ranked[r]]
                 keep = ranked[r][row_scores > NEG / 2]
                 why = reasons(keep, seqs.items[start + r], seqs.types[start + r], vocab, index,
-                              unit_emb, catalog)
+                              similarity, catalog)
                 for rank, (j, reason) in enumerate(zip(keep, why), start=1):
                     cols[S.USER].append(user)
                     cols[S.RANK].append(rank)

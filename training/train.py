@@ -41,8 +41,10 @@ def fit(cfg: Config, before: inputs.Sequences, index: dict[str, int]):
     val, tr = order[:n_val], order[n_val:]
     model = build_sasrec(len(index), m.max_len, m.dim, m.blocks, m.heads, m.dropout)
 
+    _, eval_step = loop.make_step(model, optimizer=None)
+
     def validate(epoch: int) -> float:  # higher is better
-        return -loop.validation_loss(model, x[val], y[val], w[val], m.batch_size)
+        return -loop.validation_loss(eval_step, x[val], y[val], w[val], m.batch_size)
 
     def on_epoch(epoch: int, logs: dict) -> None:
         metrics = {"loss": logs["loss"], "val_loss": -logs["val"]}
