@@ -158,6 +158,13 @@ Night {a.ds} done.
 """)
 
 
+COMMANDS = {
+    "generate": cmd_generate, "bootstrap": cmd_bootstrap, "land": cmd_land,
+    "validate": cmd_validate, "train": cmd_train, "gate": cmd_gate, "score": cmd_score,
+    "publish": cmd_publish, "report": cmd_report, "night": cmd_night, "where": cmd_where,
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="nightshelf", description="Nightly batch recommendations")
     p.add_argument("--config", help="YAML config (default: $NIGHTSHELF_CONFIG or built-in)")
@@ -179,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     if getattr(a, "ds", None):
         lake.parse_ds(a.ds)
     cfg = load_config(a.config)
-    globals()[f"cmd_{a.cmd}"](cfg, a)
+    COMMANDS[a.cmd](cfg, a)
 
 
 if __name__ == "__main__":
