@@ -149,7 +149,7 @@ def cmd_night(cfg: Config, a) -> None:
 def cmd_where(cfg: Config, a) -> None:
     target = lake.recommendations(cfg, a.ds)
     print(f"""
-Night {a.ds} done.
+Night {a.ds}:
   published lists : {target}/  (manifest.json, _SUCCESS)
   night report    : {lake.run_dir(cfg, a.ds) / 'report.md'}
   quarantine      : {lake.quarantine(cfg, a.ds)}
