@@ -58,7 +58,9 @@ def reasons(rec_idx: np.ndarray, history: list[str], history_types: list[str],
     for r, j in enumerate(rec_idx):
         best = int(np.argmax(sims[r]))
         item, etype = recent[best]
-        if item == vocab[j]:
+        if item != vocab[j] and sims[r, best] <= 0:  # like nothing the user touched
+            out.append(f"more from {catalog.category.get(vocab[j], 'the shop')}")
+        elif item == vocab[j]:
             out.append(f"you {VERBS.get(etype, 'viewed')} it recently")
         else:
             out.append(f"similar to \"{catalog.title.get(item, item)}\" you "
