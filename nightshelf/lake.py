@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
@@ -84,3 +85,8 @@ def gx_root(cfg: Config) -> Path:
 
 def data_docs_index(cfg: Config) -> Path:
     return gx_root(cfg) / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+
+def read_json(path: Path) -> dict | None:
+    """A per-night JSON record, or None when that step has not written it."""
+    return json.loads(path.read_text()) if path.exists() else None

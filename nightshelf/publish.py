@@ -37,22 +37,18 @@ def fingerprint(folder: Path) -> str:
     return h.hexdigest()
 
 
-def _read(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def build_manifest(cfg: Config, ds: str, staging: Path) -> dict:
     import pyarrow.parquet as pq
 
     runs = lake.run_dir(cfg, ds)
-    train, gate, score = (_read(runs / f"{n}.json") for n in ("train", "gate", "score"))
+    train, gate, score = (lake.read_json(runs / f"{n}.json") for n in ("train", "gate", "score"))
     if gate is None or score is None:
         raise FileNotFoundError(f"publish ds={ds}: gate.json or score.json missing in {runs}")
     table = pq.read_table(staging, columns=["user_id"])
-    counts = _read(lake.clean_counts(cfg, ds)) or {}
+    counts = lake.read_json(lake.clean_counts(cfg, ds)) or {}
     validations = {}
     for stage in STAGES:
-        v = _read(runs / f"validation-{stage}.json")
+        v = lake.read_json(runs / f"validation-{stage}.json")
         validations[stage] = None if v is None else {
             "success": v["success"],
             "suites": {s["suite"]: s["statistics"] for s in v["suites"]}}
@@ -104,7 +100,7 @@ def publish(cfg: Config, ds: str) -> dict:
     staging = lake.staging_recommendations(cfg, ds)
     target = lake.recommendations(cfg, ds)
     recover(target)
-    validated = _read(lake.run_dir(cfg, ds) / "validation-recommendations.json")
+    validated = lake.read_json(lake.run_dir(cfg, ds) / "validation-recommendations.json")
     if not staging.is_dir():
         raise FileNotFoundError(f"publish ds={ds}: nothing staged in {staging}; run score first")
     if not validated or not validated.get("success"):

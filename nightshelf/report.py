@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -13,7 +12,7 @@ log = logging.getLogger(__name__)
 
 
 def _read(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
+    return lake.read_json(path) or {}
 
 
 def render(cfg: Config, ds: str) -> str:

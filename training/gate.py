@@ -64,9 +64,7 @@ def evaluate_registered(cfg: Config, ds: str, version: str) -> dict:
     import training.model  # noqa: F401  (registers the custom layers for loading)
 
     model = mlflow.keras.load_model(f"models:/{cfg.model.name}/{version}")
-    catalog = inputs.load_catalog(cfg, ds)
-    seqs = inputs.load_sequences(cfg, ds)
-    _, hold = inputs.holdout(seqs, inputs.split_time(cfg, ds), cfg.scoring.exclusion_window_days)
+    catalog, _, _, _, hold = inputs.night_holdout(cfg, ds)
     from training.model import item_vocabulary
 
     vocab = [str(v) for v in item_vocabulary(model)]

@@ -97,6 +97,15 @@ def holdout(seqs: Sequences, split: datetime, exclusion_days: int) -> tuple[Sequ
     return before, hold
 
 
+def night_holdout(cfg: Config, ds: str) -> tuple[Catalog, Sequences, datetime, Sequences,
+                                                 Holdout]:
+    """The night's (catalog, sequences, split time, sequences before the split, holdout):
+    built one way, so the gate scores the champion on exactly the challenger's holdout."""
+    catalog, seqs, split = load_catalog(cfg, ds), load_sequences(cfg, ds), split_time(cfg, ds)
+    before, hold = holdout(seqs, split, cfg.scoring.exclusion_window_days)
+    return catalog, seqs, split, before, hold
+
+
 def pad_left(rows: list[list[int]], length: int) -> np.ndarray:
     out = np.zeros((len(rows), length), dtype=np.int32)
     for r, row in enumerate(rows):

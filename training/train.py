@@ -112,10 +112,7 @@ def run(cfg: Config, ds: str) -> dict:
 
     keras.utils.set_random_seed(cfg.model.seed)
     setup_mlflow(cfg)
-    catalog = inputs.load_catalog(cfg, ds)
-    seqs = inputs.load_sequences(cfg, ds)
-    split = inputs.split_time(cfg, ds)
-    before, hold = inputs.holdout(seqs, split, cfg.scoring.exclusion_window_days)
+    catalog, seqs, split, before, hold = inputs.night_holdout(cfg, ds)
     items = inputs.vocabulary(seqs, catalog)
     vocab = [inputs.PAD, inputs.OOV] + items
     index = {item: i for i, item in enumerate(vocab)}
