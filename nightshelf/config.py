@@ -62,6 +62,22 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class RankerConfig:
+    name: str
+    label_days: int
+    candidates: dict[str, int]
+    embedding_dim: int
+    title_tokens: int
+    cross_layers: int
+    deep: list[int]
+    dropout: float
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    patience: int
+
+
+@dataclass(frozen=True)
 class GateConfig:
     metric: str
     tolerance: float
@@ -122,6 +138,7 @@ class Config:
     events: EventsConfig
     features: FeaturesConfig
     model: ModelConfig
+    ranker: RankerConfig
     gate: GateConfig
     scoring: ScoringConfig
     validation: ValidationConfig

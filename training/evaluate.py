@@ -32,6 +32,29 @@ def model_scorer(model, max_len: int, batch_size: int) -> Callable[[list[list[st
     return score
 
 
+def aligned_scorer(model, vocab: list[str], max_len: int,
+                   batch_size: int) -> Callable[[list[list[str]]], np.ndarray]:
+    """Like `model_scorer`, with the logits laid out over `vocab`: a registered model trained
+    on an older vocabulary scores tonight's items; items it never saw get the row's minimum."""
+    from training.model import item_vocabulary
+
+    score = model_scorer(model, max_len, batch_size)
+    own = [str(v) for v in item_vocabulary(model)]
+    if own == list(vocab):
+        return score
+    pos = {v: i for i, v in enumerate(own)}
+    cols = np.array([pos.get(v, -1) for v in vocab])
+    unseen = cols < 0
+
+    def score_aligned(histories: list[list[str]]) -> np.ndarray:
+        s = score(histories)
+        out = s[:, np.maximum(cols, 0)]
+        if unseen.any():
+            out[:, unseen] = s.min(axis=1, keepdims=True)
+        return out
+    return score_aligned
+
+
 def popularity(before: Sequences, index: dict[str, int], vocab_size: int, until: datetime,
                days: int, weights: dict[str, float]) -> np.ndarray:
     """Item scores: event-type-weighted interactions in the `days` before `until`."""

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-
 from nightshelf.config import Config
 from training import inputs
-from training.evaluate import evaluate, model_scorer
-from training.tracking import CHAMPION, metric_key, read_record, setup_mlflow, write_record
+from training.evaluate import aligned_scorer, evaluate
+from training.tracking import (CHAMPION, SASREC_TAG, metric_key, read_record, setup_mlflow,
+                               write_record)
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +56,36 @@ def current_champion(client, name: str):
         return None
 
 
-def evaluate_registered(cfg: Config, ds: str, version: str) -> dict:
-    """Metrics of a registered model version on this night's holdout."""
+def load_registered(cfg: Config, name: str, version: str):
+    """(ranker, SASRec scoring model) of a registered ranker version."""
     import mlflow
+    from mlflow import MlflowClient
 
     import training.model  # noqa: F401  (registers the custom layers for loading)
+    import training.ranker  # noqa: F401
 
-    model = mlflow.keras.load_model(f"models:/{cfg.model.name}/{version}")
-    catalog, _, _, _, hold = inputs.night_holdout(cfg, ds)
-    from training.model import item_vocabulary
+    ranker = mlflow.keras.load_model(f"models:/{name}/{version}")
+    tags = MlflowClient().get_model_version(name, version).tags
+    if SASREC_TAG not in tags:
+        raise ValueError(f"registered model {name} v{version} has no {SASREC_TAG!r} tag: it "
+                         f"was not registered by this version of training.train (retrain)")
+    sasrec = mlflow.keras.load_model(f"models:/{cfg.model.name}/{tags[SASREC_TAG]}")
+    return ranker, sasrec
 
-    vocab = [str(v) for v in item_vocabulary(model)]
-    score = model_scorer(model, cfg.model.max_len, cfg.scoring.batch_size)
+
+def evaluate_registered(cfg: Config, ds: str, name: str, version: str) -> dict:
+    """Metrics of a registered ranker version on this night's holdout."""
+    from training import candidates, ranker
+
+    rank_model, sasrec_model = load_registered(cfg, name, version)
+    catalog, seqs, split, before, hold = inputs.night_holdout(cfg, ds)
+    vocab = [inputs.PAD, inputs.OOV] + inputs.vocabulary(seqs, catalog)
+    sasrec = aligned_scorer(sasrec_model, vocab, cfg.model.max_len, cfg.scoring.batch_size)
+    ctx = candidates.context(before, split, vocab, catalog, cfg.events.weights)
+    scores = ranker.rank(rank_model, ctx, candidates.holdout_rows(ctx, hold), sasrec,
+                         cfg.ranker.candidates, cfg.scoring.batch_size)
     ks = sorted(set(cfg.model.metrics_k) | {cfg.scoring.top_n})
-    report, _ = evaluate(np.asarray(score(hold.history)), hold, vocab, catalog, ks)
+    report, _ = evaluate(scores, hold, vocab, catalog, ks)
     return report
 
 
@@ -86,7 +101,7 @@ def run(cfg: Config, ds: str) -> dict:
     champ_version = str(champ.version) if champ is not None else None  # MLflow gives an int
     champ_report = None
     if champ is not None and champ_version != version:
-        champ_report = evaluate_registered(cfg, ds, champ_version)
+        champ_report = evaluate_registered(cfg, ds, name, champ_version)
         log.info("gate ds=%s: champion v%s on tonight's holdout: %s=%.4f", ds, champ_version,
                  cfg.gate.metric, champ_report[cfg.gate.metric])
     promote, why = decide(cfg.gate.metric, trained["metrics"], trained["baselines"],

@@ -22,6 +22,8 @@ class Catalog:
     category: dict[str, str]
     available: set[str]
     repurchasable: set[str]
+    brand: dict[str, str]
+    price: dict[str, float]
 
 
 @dataclass
@@ -41,17 +43,21 @@ class Holdout:
     history: list[list[str]]          # steps before the split (model input)
     targets: list[set[str]]           # distinct items interacted with after the split
     bought_before: list[set[str]]     # purchases in the exclusion window before the split
+    after: list[list[tuple[str, str]]]  # (item, event type) steps after the split
 
 
 def load_catalog(cfg: Config, ds: str) -> Catalog:
     t = pq.read_table(lake.features(cfg, "items", ds),
-                      columns=[S.ITEM, S.TITLE, S.CATEGORY, S.AVAILABLE, S.REPURCHASABLE])
+                      columns=[S.ITEM, S.TITLE, S.CATEGORY, S.BRAND, S.PRICE, S.AVAILABLE,
+                               S.REPURCHASABLE])
     d = t.to_pydict()
     return Catalog(
         item_ids=d[S.ITEM], title=dict(zip(d[S.ITEM], d[S.TITLE])),
         category=dict(zip(d[S.ITEM], d[S.CATEGORY])),
         available={i for i, a in zip(d[S.ITEM], d[S.AVAILABLE]) if a},
-        repurchasable={i for i, r in zip(d[S.ITEM], d[S.REPURCHASABLE]) if r})
+        repurchasable={i for i, r in zip(d[S.ITEM], d[S.REPURCHASABLE]) if r},
+        brand=dict(zip(d[S.ITEM], d[S.BRAND])),
+        price={i: float(p) for i, p in zip(d[S.ITEM], d[S.PRICE]) if p is not None})
 
 
 def load_sequences(cfg: Config, ds: str) -> Sequences:
@@ -77,7 +83,7 @@ def holdout(seqs: Sequences, split: datetime, exclusion_days: int) -> tuple[Sequ
     t_split = np.datetime64(split.replace(tzinfo=None), "us")
     t_excl = t_split - np.timedelta64(exclusion_days, "D")
     before = Sequences([], [], [], [], [])
-    hold = Holdout([], [], [], [])
+    hold = Holdout([], [], [], [], [])
     for u, items, types, times in zip(seqs.users, seqs.items, seqs.types, seqs.times):
         k = int(np.searchsorted(times, t_split, side="left"))
         if k == 0:
@@ -94,6 +100,7 @@ def holdout(seqs: Sequences, split: datetime, exclusion_days: int) -> tuple[Sequ
             hold.history.append(items[:k])
             hold.targets.append(set(items[k:]))
             hold.bought_before.append(bought)
+            hold.after.append(list(zip(items[k:], types[k:])))
     return before, hold
 
 

@@ -20,7 +20,7 @@ from nightshelf import schema as S
 from nightshelf.config import Config
 from training import inputs
 from training.baselines import ItemKNN
-from training.evaluate import NEG, masked, model_scorer
+from training.evaluate import NEG, aligned_scorer, masked
 from training.gate import ITEM_KNN, POPULARITY
 from training.metrics import top_k
 from training.tracking import read_record, setup_mlflow, write_record
@@ -55,8 +55,11 @@ def reasons(rec_idx: np.ndarray, history: list[str], history_types: list[str],
         return [f"popular in {catalog.category.get(vocab[j], 'the shop')}" for j in rec_idx]
     h_idx = np.array([index[i] for i, _ in recent])
     sims = similarity(rec_idx, h_idx)
+    position = {}
+    for p, (i, _) in enumerate(recent):
+        position.setdefault(i, p)  # the most recent time the user touched the item
     for r, j in enumerate(rec_idx):
-        best = int(np.argmax(sims[r]))
+        best = position.get(vocab[j], int(np.argmax(sims[r])))
         item, etype = recent[best]
         if item != vocab[j] and sims[r, best] <= 0:  # like nothing the user touched
             out.append(f"more from {catalog.category.get(vocab[j], 'the shop')}")
@@ -91,29 +94,32 @@ def run(cfg: Config, ds: str) -> dict:
     if serving["kind"] == POPULARITY:
         vocab = [inputs.PAD, inputs.OOV] + sorted(catalog.item_ids)
         pop = _popularity_scores(cfg, ds, vocab)
-        score_batch = lambda hist: np.tile(pop, (len(hist), 1))  # noqa: E731
+        score_batch = lambda hist, users: np.tile(pop, (len(hist), 1))  # noqa: E731
         similarity = None
     elif serving["kind"] == ITEM_KNN:
         vocab = [inputs.PAD, inputs.OOV] + inputs.vocabulary(seqs, catalog)
         knn_index = {v: i for i, v in enumerate(vocab)}
         knn = ItemKNN(len(vocab)).fit([[knn_index[i] for i in s] for s in seqs.items])
-        score_batch = lambda hist: knn.score(  # noqa: E731
+        score_batch = lambda hist, users: knn.score(  # noqa: E731
             [[knn_index[i] for i in h if i in knn_index] for h in hist])
         similarity = lambda recs, hist: knn.sim[recs][:, hist].toarray()  # noqa: E731
     else:
-        import mlflow
-
-        import training.model as tm
+        from training import candidates, ranker
+        from training.gate import load_registered
 
         setup_mlflow(cfg)
-        uri = f"models:/{gate['model_name']}/{serving['model_version']}"
-        log.info("score ds=%s: loading %s", ds, uri)
-        model = mlflow.keras.load_model(uri)
-        vocab = [str(v) for v in tm.item_vocabulary(model)]
-        emb = tm.item_embeddings(model)
-        unit_emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-9)
-        similarity = lambda recs, hist: unit_emb[recs] @ unit_emb[hist].T  # noqa: E731
-        score_batch = model_scorer(model, cfg.model.max_len, cfg.scoring.batch_size)
+        log.info("score ds=%s: loading %s v%s", ds, gate["model_name"],
+                 serving["model_version"])
+        rank_model, sasrec_model = load_registered(cfg, gate["model_name"],
+                                                   serving["model_version"])
+        vocab = [inputs.PAD, inputs.OOV] + inputs.vocabulary(seqs, catalog)
+        sasrec = aligned_scorer(sasrec_model, vocab, cfg.model.max_len, cfg.scoring.batch_size)
+        ctx = candidates.context(seqs, lake.cutoff(ds), vocab, catalog, cfg.events.weights)
+        row = {u: r for r, u in enumerate(seqs.users)}
+        score_batch = lambda hist, users: ranker.rank(  # noqa: E731
+            rank_model, ctx, [row[u] for u in users], sasrec, cfg.ranker.candidates,
+            cfg.scoring.batch_size)
+        similarity = lambda recs, hist: ctx.knn.sim[recs][:, hist].toarray()  # noqa: E731
     index = {item: i for i, item in enumerate(vocab)}
     base_mask = inputs.exclusion_mask(vocab, catalog)
 
@@ -126,7 +132,8 @@ def run(cfg: Config, ds: str) -> dict:
     with pq.ParquetWriter(out_dir / "part-00000.parquet", _schema()) as writer:
         for start in range(0, n_users, bs):
             sl = slice(start, start + bs)
-            scores = masked(np.asarray(score_batch(seqs.items[sl])), seqs.recent_purchases[sl],
+            scores = masked(np.asarray(score_batch(seqs.items[sl], seqs.users[sl])),
+                            seqs.recent_purchases[sl],
                             index, base_mask, catalog.repurchasable)
             ranked = top_k(scores, n_top)
             cols = {k: [] for k in _schema().names}

@@ -12,6 +12,7 @@ from nightshelf.config import Config
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+SASREC_TAG = "sasrec_version"  # on a ranker version: the SASRec version it takes scores from
 
 
 def setup_mlflow(cfg: Config) -> str:

@@ -1,8 +1,18 @@
-"""Train the night's sequence model, evaluate it against popularity, log and register in MLflow.
+"""Train the night's models, evaluate them against the baselines, log and register in MLflow.
 
-`run(cfg, ds)`: features (Parquet) -> time-based holdout -> fit SASRec -> metrics@K for the
-model and the popularity baseline on the same holdout -> MLflow run (params, per-epoch
-metrics, plots, comparison table, model with signature, registered version) -> train.json.
+`run(cfg, ds)`: features (Parquet) -> time-based holdout at the split -> SASRec fitted on
+what happened before the ranker's label window -> DCN ranker fitted on that window's
+candidates -> metrics@K of the ranker, of SASRec alone and of the baselines (popularity,
+item-kNN, ALS) on the same holdout -> MLflow run (params, per-epoch curves, plots,
+comparison table, both models with signatures, registered versions) -> train.json.
+
+Time line of one night (T = the end of ds):
+
+    ... SASRec's data ... | label window | holdout | T
+                      label_start      split
+
+The ranker learns from the label window with features as of label_start, is evaluated on
+the holdout with features as of the split, and serves with features as of T.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ from nightshelf.config import Config
 from training import inputs, plots
 from training.baselines import ItemKNN, als_scores
 from training.evaluate import evaluate, item_user_counts, model_scorer, popularity
-from training.tracking import metric_key, setup_mlflow, write_record
+from training.tracking import SASREC_TAG, metric_key, setup_mlflow, write_record
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +113,49 @@ def comparison_table(reports: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fit_ranker(cfg: Config, before: inputs.Sequences, split, vocab: list[str],
+               catalog: inputs.Catalog, sasrec) -> tuple[object, dict, dict]:
+    """The DCN ranker, trained on what users did in the `ranker.label_days` before `split`,
+    with candidates and features as of the start of that window."""
+    import mlflow
+
+    from training import candidates, ranker
+
+    start = candidates.split_time(split, cfg.ranker.label_days)
+    known, window = inputs.holdout(before, start, cfg.scoring.exclusion_window_days)
+    if not window.users:
+        raise ValueError(f"no user came back between {start.isoformat()} and "
+                         f"{split.isoformat()}: nothing to train the ranker on (land more days "
+                         f"or raise ranker.label_days)")
+    ctx = candidates.context(known, start, vocab, catalog, cfg.events.weights)
+    cands = candidates.generate(ctx, candidates.holdout_rows(ctx, window), sasrec,
+                                cfg.ranker.candidates, cfg.scoring.batch_size)
+    y, w = candidates.labels(cands, window.after, vocab, cfg.events.weights)
+    touched = sum(len({i for i, _ in steps}) for steps in window.after)
+    sizes = {"ranker_rows": len(cands), "ranker_users": len(window.users),
+             "ranker_positives": int(y.sum()),
+             "ranker_candidate_recall": round(float(y.sum()) / max(touched, 1), 4),
+             "ranker_label_start": start.isoformat()}
+    log.info("ranker: %d candidates for %d users, %d positives (candidates hold %.0f%% of "
+             "what they touched)", len(cands), len(window.users), int(y.sum()),
+             100 * sizes["ranker_candidate_recall"])
+
+    def on_epoch(epoch: int, logs: dict) -> None:
+        mlflow.log_metrics({f"ranker.{k}": float(v) for k, v in logs.items()}, step=epoch)
+        log.info("ranker epoch %d/%d loss=%.4f val_loss=%.4f val_auc=%.4f", epoch,
+                 cfg.ranker.epochs, logs["loss"], logs["val_loss"], logs["val_auc"])
+
+    model, history = ranker.fit(cands, y, w, cfg.ranker, cfg.model.seed, on_epoch)
+    return model, history, sizes
+
+
 def run(cfg: Config, ds: str) -> dict:
+    """Fit SASRec and the ranker before the split, evaluate on the holdout, log, register."""
     import keras
     import mlflow
     from mlflow.models import infer_signature
 
+    from training import candidates, ranker
     from training.model import scoring_model
 
     keras.utils.set_random_seed(cfg.model.seed)
@@ -117,6 +165,7 @@ def run(cfg: Config, ds: str) -> dict:
     vocab = [inputs.PAD, inputs.OOV] + items
     index = {item: i for i, item in enumerate(vocab)}
     ks = sorted(set(cfg.model.metrics_k) | {cfg.scoring.top_n})
+    label_start = candidates.split_time(split, cfg.ranker.label_days)
     log.info("train ds=%s: %d users before %s, %d holdout users, %d items",
              ds, len(before.users), split.isoformat(), len(hold.users), len(items))
     if not hold.users:
@@ -124,49 +173,86 @@ def run(cfg: Config, ds: str) -> dict:
                          f"empty (check model.holdout_days and that the day's events landed)")
 
     with mlflow.start_run(run_name=f"night-{ds}") as run:
-        mlflow.set_tags({"ds": ds, "stage": "train", "model": "sasrec"})
+        mlflow.set_tags({"ds": ds, "stage": "train", "model": "sasrec+dcn-ranker"})
         mlflow.log_params({f"model.{k}": v for k, v in vars(cfg.model).items()})
+        mlflow.log_params({f"ranker.{k}": v for k, v in vars(cfg.ranker).items()})
         mlflow.log_params({"data.users": len(seqs.users), "data.items": len(items),
                            "data.holdout_users": len(hold.users),
                            "data.split": split.isoformat(), "data.ds": ds})
         t0 = time.monotonic()
-        model, history, sizes = fit(cfg, before, index)
-        train_seconds = time.monotonic() - t0
-        mlflow.log_params({f"data.{k}": v for k, v in sizes.items()})
-        mlflow.log_metric("train_seconds", train_seconds)
+        # SASRec sees only what happened before the ranker's label window, so its scores
+        # there are as honest as on the holdout and at serving time
+        sasrec_before, _ = inputs.holdout(before, label_start, cfg.scoring.exclusion_window_days)
+        model, history, sizes = fit(cfg, sasrec_before, index)
         scorer_model = scoring_model(model, items)
+        sasrec = model_scorer(scorer_model, cfg.model.max_len, cfg.scoring.batch_size)
+        rank_model, rank_history, rank_sizes = fit_ranker(cfg, before, split, vocab, catalog,
+                                                          sasrec)
+        train_seconds = time.monotonic() - t0
+        mlflow.log_params({f"data.{k}": v for k, v in {**sizes, **rank_sizes}.items()})
+        mlflow.log_metric("train_seconds", train_seconds)
 
-        score = model_scorer(scorer_model, cfg.model.max_len, cfg.scoring.batch_size)
+        ctx = candidates.context(before, split, vocab, catalog, cfg.events.weights)
+        rows = candidates.holdout_rows(ctx, hold)
         item_users = item_user_counts(before, index)
         extra = {"item_users": item_users, "n_users": len(before.users)}
-        model_report, _ = evaluate(score(hold.history), hold, vocab, catalog, ks, **extra)
+        rank_report, _ = evaluate(ranker.rank(rank_model, ctx, rows, sasrec,
+                                              cfg.ranker.candidates, cfg.scoring.batch_size),
+                                  hold, vocab, catalog, ks, **extra)
+        sasrec_report, _ = evaluate(sasrec(hold.history), hold, vocab, catalog, ks, **extra)
         baselines = baseline_reports(cfg, before, hold, index, vocab, catalog, split, ks,
                                      extra)
-        reports = {"sasrec": model_report, **baselines}
+        reports = {"ranker": rank_report, "sasrec": sasrec_report, **baselines}
         for name, rep in reports.items():
-            prefix = "" if name == "sasrec" else f"{name}."
+            prefix = "" if name == "ranker" else f"{name}."
             mlflow.log_metrics({prefix + metric_key(k): float(v) for k, v in rep.items()})
         mlflow.log_figure(plots.training_curves(history), "plots/training_curves.png")
+        mlflow.log_figure(plots.training_curves(
+            {k: v for k, v in rank_history.items() if "loss" in k}),
+            "plots/ranker_training_curves.png")
         mlflow.log_figure(plots.metrics_at_k(reports), "plots/metrics_at_k.png")
         mlflow.log_text(comparison_table(reports), "comparison.md")
+
         example = np.array([[""] * (cfg.model.max_len - 1) + [items[0]]], dtype=str)
         signature = infer_signature(example, np.asarray(scorer_model.predict_on_batch(example)))
+        requirements = [f"keras=={keras.__version__}", "tensorflow-cpu==2.21.0"]
+        sas_info = mlflow.keras.log_model(
+            scorer_model, name="sasrec", signature=signature,
+            registered_model_name=cfg.model.name, pip_requirements=requirements)
+        sasrec_version = str(sas_info.registered_model_version)
         info = mlflow.keras.log_model(
-            scorer_model, name="model", signature=signature,
-            registered_model_name=cfg.model.name,
-            pip_requirements=[f"keras=={keras.__version__}", "tensorflow-cpu==2.21.0"])
+            rank_model, name="model", registered_model_name=cfg.ranker.name,
+            signature=_ranker_signature(ctx, rows[:2], sasrec, cfg, rank_model),
+            pip_requirements=requirements)
         version = str(info.registered_model_version)
-        log.info("train ds=%s: sasrec %s | %s | registered %s v%s in %.0fs", ds,
-                 _short(model_report),
+        from mlflow import MlflowClient
+
+        MlflowClient().set_model_version_tag(cfg.ranker.name, version, SASREC_TAG,
+                                             sasrec_version)
+        log.info("train ds=%s: ranker %s | sasrec %s | %s | registered %s v%s (sasrec v%s) "
+                 "in %.0fs", ds, _short(rank_report), _short(sasrec_report),
                  " | ".join(f"{n} {_short(r)}" for n, r in baselines.items()),
-                 cfg.model.name, version, train_seconds)
-        record = {"ds": ds, "run_id": run.info.run_id, "model_name": cfg.model.name,
-                  "model_version": version, "metrics": model_report,
+                 cfg.ranker.name, version, sasrec_version, train_seconds)
+        record = {"ds": ds, "run_id": run.info.run_id, "model_name": cfg.ranker.name,
+                  "model_version": version, "sasrec_version": sasrec_version,
+                  "metrics": rank_report, "candidates": {"sasrec": sasrec_report},
                   "baselines": baselines, "train_seconds": train_seconds,
-                  "split": split.isoformat(), "holdout_users": len(hold.users),
-                  "epochs_run": len(history.get("loss", []))}
+                  "split": split.isoformat(), "ranker_label_start": label_start.isoformat(),
+                  "holdout_users": len(hold.users),
+                  "epochs_run": len(history.get("loss", [])),
+                  "ranker_epochs_run": len(rank_history.get("loss", []))}
     write_record(cfg, ds, "train", record)
     return record
+
+
+def _ranker_signature(ctx, rows, sasrec, cfg: Config, model):
+    from mlflow.models import infer_signature
+
+    from training import candidates, ranker
+
+    example = candidates.generate(ctx, rows, sasrec, cfg.ranker.candidates).select(
+        np.arange(2))
+    return infer_signature(example.inputs(), ranker.predict(model, example))
 
 
 def _short(rep: dict) -> str:

@@ -112,7 +112,7 @@ def test_manifest_counts_add_up(night):
                for p in lake.recommendations(cfg, DS).glob("*.parquet"))
     assert manifest["rows"] == rows
     assert all(v["success"] for v in manifest["validation"].values())
-    assert manifest["model_name"] == cfg.model.name and manifest["mlflow_run_id"]
+    assert manifest["model_name"] == cfg.ranker.name and manifest["mlflow_run_id"]
 
 
 def test_mlflow_run_finished_with_metrics_and_a_registered_champion(night):
@@ -127,14 +127,20 @@ def test_mlflow_run_finished_with_metrics_and_a_registered_champion(night):
     client = MlflowClient()
     run = client.get_run(manifest["challenger"]["run_id"])
     assert run.info.status == "FINISHED"
-    assert {"ndcg_at_10", "recall_at_10", "popularity.ndcg_at_10", "loss"} <= set(run.data.metrics)
+    assert {"ndcg_at_10", "recall_at_10", "popularity.ndcg_at_10", "item_knn.ndcg_at_10",
+            "als.ndcg_at_10", "sasrec.ndcg_at_10", "loss",
+            "ranker.val_loss"} <= set(run.data.metrics)
     assert len(client.get_metric_history(run.info.run_id, "loss")) >= 2
+    assert len(client.get_metric_history(run.info.run_id, "ranker.loss")) >= 2
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert "plots/training_curves.png" in artifacts
-    versions = client.search_model_versions(f"name='{cfg.model.name}'")
+    assert {"plots/training_curves.png", "plots/ranker_training_curves.png",
+            "plots/metrics_at_k.png"} <= artifacts
+    versions = client.search_model_versions(f"name='{cfg.ranker.name}'")
     assert versions and versions[0].run_id == run.info.run_id
+    sasrec_version = versions[0].tags["sasrec_version"]
+    assert client.get_model_version(cfg.model.name, sasrec_version).run_id == run.info.run_id
     if manifest["challenger"]["promoted"]:
-        champ = client.get_model_version_by_alias(cfg.model.name, "champion")
+        champ = client.get_model_version_by_alias(cfg.ranker.name, "champion")
         assert str(champ.version) == manifest["model_version"]
 
 

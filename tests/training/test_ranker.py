@@ -1,0 +1,111 @@
+"""Candidates, their features and labels, and the DCN-v2 ranker built from parts."""
+
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from training import candidates as C
+from training.inputs import PAD, OOV, Catalog, Sequences
+
+keras = pytest.importorskip("keras")
+
+AT = datetime(2026, 11, 10)
+ITEMS = ["a", "b", "c", "d", "e"]
+VOCAB = [PAD, OOV] + ITEMS
+CATALOG = Catalog(item_ids=ITEMS, title={i: f"Blue mug {i}" for i in ITEMS},
+                  category={"a": "Home", "b": "Home", "c": "Home", "d": "Sports", "e": "Sports"},
+                  available=set(ITEMS) - {"e"}, repurchasable={"b"},
+                  brand={i: "Acme" for i in ITEMS}, price={i: 10.0 for i in ITEMS})
+
+
+def _t(*days):
+    return np.array([np.datetime64(f"2026-11-0{d}T12:00") for d in days], dtype="datetime64[us]")
+
+
+SEQS = Sequences(users=["u1", "u2", "u3"],
+                 items=[["a", "b", "a"], ["a", "c"], ["d", "b"]],
+                 types=[["view", "purchase", "view"], ["view", "purchase"], ["view", "view"]],
+                 times=[_t(1, 2, 9), _t(3, 4), _t(5, 6)],
+                 recent_purchases=[["b"], ["c"], []])
+
+
+def _context():
+    return C.context(SEQS, AT, VOCAB, CATALOG, {"view": 1.0, "purchase": 5.0})
+
+
+def test_candidates_respect_the_masks_and_carry_the_users_past():
+    ctx = _context()
+    cands = C.generate(ctx, [0, 1], None, {"covisit": 5, "popularity": 5, "repeat": 5})
+    got = {(int(r), VOCAB[i]) for r, i in zip(cands.rows, cands.items)}
+    # "e" is unavailable; u2 bought "c" (not repurchasable); u1 bought "b" (repurchasable)
+    assert got == {(0, "a"), (0, "b"), (0, "c"), (0, "d"), (1, "a"), (1, "b"), (1, "d")}
+    col = {n: j for j, n in enumerate(C.NUMERIC)}
+    row = {(int(r), VOCAB[i]): k for k, (r, i) in enumerate(zip(cands.rows, cands.items))}
+    u1a = cands.numeric[row[(0, "a")]]
+    assert u1a[col["user_item_events"]] == pytest.approx(np.log1p(2))
+    assert u1a[col["user_item_days_since"]] == pytest.approx(0.5)  # day 9, noon
+    assert cands.numeric[row[(0, "b")], col["user_item_bought"]] == 1.0
+    # u1's weighted history: a 1+1, b 5 -> all Home; d is Sports
+    assert cands.numeric[row[(0, "d")], col["user_category_share"]] == 0.0
+    assert u1a[col["user_category_share"]] == pytest.approx(1.0)
+    # popularity over the 7 days before AT: a (day 3, 9) 2 views, b 5 + 1, c 5, d 1
+    assert u1a[col["item_log_pop_7d"]] == pytest.approx(np.log1p(2.0))
+    assert cands.title[row[(0, "a")]] == "Blue mug a"
+
+
+def test_labels_weight_positives_by_their_strongest_event_type():
+    ctx = _context()
+    cands = C.generate(ctx, [0, 1], None, {"popularity": 5})
+    after = [[("d", "view"), ("d", "purchase")], [("zz", "view")]]
+    y, w = C.labels(cands, after, VOCAB, {"view": 1.0, "purchase": 5.0})
+    pos = [(int(r), VOCAB[i]) for r, i, lab in zip(cands.rows, cands.items, y) if lab]
+    assert pos == [(0, "d")]
+    assert w[y == 1].tolist() == [5.0] and set(w[y == 0].tolist()) == {1.0}
+
+
+def test_cross_layer_is_x0_times_wx_plus_b_plus_x():
+    from training.ranker import CrossLayer
+
+    layer = CrossLayer()
+    x0 = np.array([[1.0, 2.0]], np.float32)
+    x = np.array([[0.5, -1.0]], np.float32)
+    layer([x0, x])
+    w = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
+    b = np.array([0.1, 0.2], np.float32)
+    layer.set_weights([w, b])
+    # x @ w = [0.5 - 3, 1 - 4] = [-2.5, -3]; + b = [-2.4, -2.8]; * x0 = [-2.4, -5.6]; + x
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer([x0, x])), [[-1.9, -6.6]],
+                               rtol=1e-6)
+
+
+def _toy_set(n, seed):
+    """Candidates whose label is a cross of two features: category share x repeat score."""
+    rng = np.random.default_rng(seed)
+    numeric = rng.normal(size=(n, len(C.NUMERIC))).astype(np.float32)
+    cat = rng.choice(["Home", "Sports"], size=n)
+    logit = 2.5 * numeric[:, 0] * numeric[:, 1] + 1.5 * (cat == "Home") - 1.0
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.float32)
+    cands = C.CandidateSet(rows=np.arange(n) // 10, items=np.zeros(n, np.int64),
+                           numeric=numeric, category=cat, brand=np.full(n, "Acme"),
+                           title=np.where(cat == "Home", "blue mug", "red ball"))
+    return cands, y
+
+
+def test_the_ranker_learns_a_feature_cross_and_survives_a_save(tmp_path):
+    from nightshelf.config import load_config
+    from training import ranker
+
+    cfg = load_config(environ={}).ranker
+    keras.utils.set_random_seed(3)
+    train, y = _toy_set(6000, 1)
+    model, history = ranker.fit(train, y, np.ones_like(y), cfg, seed=3)
+    test, y_test = _toy_set(2000, 2)
+    p = ranker.predict(model, test)
+    auc = float(keras.ops.convert_to_numpy(keras.metrics.AUC()(y_test, 1 / (1 + np.exp(-p)))))
+    assert auc > 0.8, auc
+    assert history["val_loss"][-1] < history["val_loss"][0]
+    path = tmp_path / "ranker.keras"
+    model.save(path)
+    again = keras.saving.load_model(path)
+    np.testing.assert_allclose(ranker.predict(again, test), p, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,161 @@
+"""The ranker: DCN-v2 (Wang et al., 2021) over the candidates' features.
+
+`build_dcn` wires parts it is given: one encoder per input (numbers normalised, category and
+brand embedded, the title's words embedded and averaged), a stack of cross layers, a deep
+MLP and a head. The cross layers learn explicit feature crosses (x0 * (W x + b) + x), which
+is what lets "the user's taste for this category" meet "this item's category" without the
+MLP having to discover the product; the MLP on top learns the rest.
+
+`default_parts` builds the parts from `RankerConfig`, adapted on the training rows, so the
+vocabularies and normalisation travel inside the saved model: strings and raw numbers in,
+a logit out.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from training.candidates import NUMERIC, CandidateSet
+
+log = logging.getLogger(__name__)
+
+
+@keras.saving.register_keras_serializable(package="nightshelf")
+class CrossLayer(layers.Layer):
+    """One DCN-v2 cross: x_{l+1} = x0 * (W x_l + b) + x_l, W optionally low-rank (U V)."""
+
+    def __init__(self, rank: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.rank = rank
+
+    def build(self, input_shape):
+        d = input_shape[0][-1]
+        if self.rank:
+            self.u = self.add_weight(shape=(d, self.rank), initializer="glorot_uniform",
+                                     name="u")
+            self.v = self.add_weight(shape=(self.rank, d), initializer="glorot_uniform",
+                                     name="v")
+        else:
+            self.w = self.add_weight(shape=(d, d), initializer="glorot_uniform", name="w")
+        self.b = self.add_weight(shape=(d,), initializer="zeros", name="b")
+
+    def call(self, inputs):
+        x0, x = inputs
+        wx = ops.matmul(ops.matmul(x, self.u), self.v) if self.rank else ops.matmul(x, self.w)
+        return x0 * (wx + self.b) + x
+
+    def get_config(self):
+        return {**super().get_config(), "rank": self.rank}
+
+
+def build_dcn(inputs: dict[str, keras.Input], encoders: dict[str, Callable],
+              cross: list[CrossLayer], deep: list[layers.Layer], head: layers.Layer,
+              name: str = "dcn_ranker") -> keras.Model:
+    """A DCN-v2 ("stacked": cross layers, then the deep layers) from the parts passed in.
+
+    `encoders[name]` maps `inputs[name]` to a [batch, d] tensor; their concatenation is x0.
+    """
+    x0 = layers.Concatenate(name="x0")([encoders[k](inputs[k]) for k in sorted(inputs)])
+    x = x0
+    for layer in cross:
+        x = layer([x0, x])
+    for layer in deep:
+        x = layer(x)
+    return keras.Model(inputs, head(x), name=name)
+
+
+def default_parts(train: CandidateSet, cfg) -> tuple[dict, dict, list, list, layers.Layer]:
+    """Inputs, encoders (adapted on `train`), cross, deep and head layers from RankerConfig."""
+    d = cfg.embedding_dim
+    inputs = {"numeric": keras.Input(shape=(len(NUMERIC),), dtype="float32", name="numeric"),
+              "category": keras.Input(shape=(1,), dtype="string", name="category"),
+              "brand": keras.Input(shape=(1,), dtype="string", name="brand"),
+              "title": keras.Input(shape=(1,), dtype="string", name="title")}
+    norm = layers.Normalization(name="numeric_norm")
+    norm.adapt(train.numeric)
+
+    def lookup(name: str, values: np.ndarray) -> Callable:
+        vocab = sorted({str(v) for v in values if v})
+        lk = layers.StringLookup(vocabulary=vocab or ["?"], name=f"{name}_lookup")
+        emb = layers.Embedding(lk.vocabulary_size(), d, name=f"{name}_embedding")
+        flat = layers.Flatten(name=f"{name}_flat")
+        return lambda t: flat(emb(lk(t)))
+
+    words = layers.TextVectorization(max_tokens=cfg.title_tokens, output_sequence_length=12,
+                                     name="title_words")
+    words.adapt(np.unique(train.title))
+    word_emb = layers.Embedding(words.vocabulary_size(), d, mask_zero=True,
+                                name="title_embedding")
+    pool = layers.GlobalAveragePooling1D(name="title_mean")
+    squeeze = layers.Reshape((), name="title_flat")
+    encoders = {"numeric": norm, "category": lookup("category", train.category),
+                "brand": lookup("brand", train.brand),
+                "title": lambda t: pool(word_emb(words(squeeze(t))))}
+    cross = [CrossLayer(name=f"cross_{i}") for i in range(cfg.cross_layers)]
+    deep = []
+    for i, units in enumerate(cfg.deep):
+        deep += [layers.Dense(units, activation="relu", name=f"deep_{i}"),
+                 layers.Dropout(cfg.dropout, name=f"deep_dropout_{i}")]
+    return inputs, encoders, cross, deep, layers.Dense(1, name="logit")
+
+
+def _dataset(cands: CandidateSet, y=None, w=None, batch_size: int = 1024, shuffle_seed=None):
+    import tensorflow as tf
+
+    x = cands.inputs()
+    ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y, w))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(cands), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(2)
+
+
+def fit(train: CandidateSet, y: np.ndarray, w: np.ndarray, cfg, seed: int,
+        on_epoch: Callable[[int, dict], None] | None = None) -> tuple[keras.Model, dict]:
+    """Fit the ranker on labelled candidates; 10% of the users held out for early stopping."""
+    users = np.unique(train.rows)
+    rng = np.random.default_rng(seed)
+    val_users = rng.choice(users, size=max(1, len(users) // 10), replace=False)
+    is_val = np.isin(train.rows, val_users)
+    tr, va = train.select(~is_val), train.select(is_val)
+    model = build_dcn(*default_parts(tr, cfg))
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                  loss=keras.losses.BinaryCrossentropy(from_logits=True),
+                  weighted_metrics=[keras.metrics.AUC(from_logits=True, name="auc")])
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
+                                               restore_best_weights=True)]
+    if on_epoch is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: on_epoch(epoch + 1, logs)))
+    hist = model.fit(_dataset(tr, y[~is_val], w[~is_val], cfg.batch_size, shuffle_seed=seed),
+                     validation_data=_dataset(va, y[is_val], w[is_val], cfg.batch_size),
+                     epochs=cfg.epochs, callbacks=callbacks, shuffle=False, verbose=0)
+    return model, {k: [float(x) for x in v] for k, v in hist.history.items()}
+
+
+def predict(model: keras.Model, cands: CandidateSet, batch_size: int = 4096) -> np.ndarray:
+    """The ranker's logit for every candidate."""
+    if not len(cands):
+        return np.zeros(0, np.float32)
+    out = model.predict(_dataset(cands, batch_size=batch_size), verbose=0)
+    return np.asarray(out, np.float32).reshape(-1)
+
+
+def rank(model: keras.Model, ctx, rows: list[int], sasrec, sizes: dict[str, int],
+         batch_size: int = 512) -> np.ndarray:
+    """[len(rows), vocab] ranker scores for the users at `rows` of `ctx.seqs`; NEG for
+    items that are not among a user's candidates."""
+    from training.candidates import generate, score_matrix
+    from training.evaluate import NEG
+
+    out = np.full((len(rows), len(ctx.vocab)), NEG, np.float32)
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        cands = generate(ctx, chunk, sasrec, sizes, batch_size)
+        out[start:start + len(chunk)] = score_matrix(cands, predict(model, cands), len(chunk),
+                                                     len(ctx.vocab))
+    return out
