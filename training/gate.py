@@ -14,8 +14,14 @@ import logging
 from nightshelf.config import Config
 from training import inputs
 from training.evaluate import aligned_scorer, evaluate
-from training.tracking import (CHAMPION, SASREC_TAG, metric_key, read_record, setup_mlflow,
-                               write_record)
+from training.tracking import (
+    CHAMPION,
+    SASREC_TAG,
+    metric_key,
+    read_record,
+    setup_mlflow,
+    write_record,
+)
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from training import candidates as C
-from training.inputs import PAD, OOV, Catalog, Sequences
+from training.inputs import OOV, PAD, Catalog, Sequences
 
 keras = pytest.importorskip("keras")
 
