@@ -30,11 +30,13 @@ def clean_frame(spark: SparkSession, cfg: Config, ds: str) -> DataFrame:
 def counts_frame(spark: SparkSession, cfg: Config, ds: str, clean: DataFrame) -> DataFrame:
     counts = json.loads(lake.clean_counts(cfg, ds).read_text())
     rows_in = max(counts["rows_in"], 1)
+    bots = counts["quarantined_by_reason"].get("bot_user", 0)
     no_pii = not any(c in clean.columns for c in cfg.events.pii)
     row = {
         "rows_in": counts["rows_in"],
         "accounted_for": counts["clean"] + counts["duplicates"] + counts["quarantined"],
-        "quarantine_rate": counts["quarantined"] / rows_in,
+        # bots are counted apart: a crawler's flood says nothing about the export's health
+        "quarantine_rate": (counts["quarantined"] - bots) / max(counts["rows_in"] - bots, 1),
         "duplicate_rate": counts["duplicates"] / rows_in,
         "no_pii_columns": no_pii,
     }

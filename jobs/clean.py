@@ -81,8 +81,10 @@ def parse_event_time(col: Column) -> Column:
 
 def normalise_events(df: DataFrame, *, ds: str, events: EventsConfig) -> DataFrame:
     """Parse and map the raw columns; rows that cannot be used get a `reject_reason`."""
+    if S.EVENT_TYPE not in df.columns and events.default_event_type:
+        df = df.withColumn(S.EVENT_TYPE, F.lit(events.default_event_type))
     require_columns(df, S.REQUIRED_EVENT_COLUMNS, f"raw events for ds={ds}")
-    for c in S.OPTIONAL_EVENT_COLUMNS:
+    for c in (*S.OPTIONAL_EVENT_COLUMNS, S.CORRUPT):
         if c not in df.columns:
             df = df.withColumn(c, F.lit(None).cast("string"))
     type_map = F.create_map(*[F.lit(x) for kv in events.type_map.items() for x in kv])
@@ -107,7 +109,8 @@ def normalise_events(df: DataFrame, *, ds: str, events: EventsConfig) -> DataFra
     blank = lambda c: F.col(c).isNull() | (F.col(c) == "")  # noqa: E731
     raw_type, raw_price, raw_qty = F.col("_raw_type"), F.col("_raw_price"), F.col("_raw_qty")
     reason = (
-        F.when(blank(S.USER), "missing_user_id")
+        F.when(F.col(S.CORRUPT).isNotNull(), "malformed_row")
+        .when(blank(S.USER), "missing_user_id")
         .when(blank(S.ITEM), "missing_item_id")
         .when(raw_type.isNull() | (raw_type == ""), "missing_event_type")
         .when(F.col(S.EVENT_TYPE).isNull(), "unknown_event_type")
@@ -127,7 +130,7 @@ def normalise_events(df: DataFrame, *, ds: str, events: EventsConfig) -> DataFra
     return (
         out.withColumn(S.REJECT_REASON, reason)
         .withColumn(S.EVENT_ID, F.coalesce(F.nullif(F.trim(S.EVENT_ID), F.lit("")), derived_id))
-        .drop("_raw_type", "_raw_time", "_raw_price", "_raw_qty")
+        .drop("_raw_type", "_raw_time", "_raw_price", "_raw_qty", S.CORRUPT)
     )
 
 
@@ -150,13 +153,37 @@ def mark_duplicates(df: DataFrame, *, double_fire_seconds: int) -> DataFrame:
     return first.unionByName(exact).drop("_n")
 
 
-def clean_events(raw: DataFrame, *, ds: str, events: EventsConfig,
-                 pii_key: bytes | None) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """Raw rows -> (clean, quarantine, duplicates), every row in exactly one of the three."""
+def flag_unknown_items_and_bots(norm: DataFrame, *, known_items: DataFrame | None,
+                                max_events_per_user_day: int) -> DataFrame:
+    """Quarantine events of items missing from the catalog (`unknown_item`), then every event
+    of a user with more than `max_events_per_user_day` usable events (`bot_user`)."""
+    reason = F.col(S.REJECT_REASON)
+    if known_items is not None:
+        known = known_items.select(S.ITEM).distinct().withColumn("_known", F.lit(True))
+        norm = norm.join(F.broadcast(known), on=S.ITEM, how="left")
+        reason = F.coalesce(reason, F.when(F.col("_known").isNull(), F.lit("unknown_item")))
+        norm = norm.withColumn(S.REJECT_REASON, reason).drop("_known")
+    per_user = F.sum(F.when(F.col(S.REJECT_REASON).isNull(), 1).otherwise(0)).over(
+        Window.partitionBy(S.USER))
+    return (norm.withColumn("_user_events", per_user)
+            .withColumn(S.REJECT_REASON, F.coalesce(
+                F.col(S.REJECT_REASON),
+                F.when(F.col("_user_events") > max_events_per_user_day, F.lit("bot_user"))))
+            .drop("_user_events"))
+
+
+def clean_events(raw: DataFrame, *, ds: str, events: EventsConfig, pii_key: bytes | None,
+                 known_items: DataFrame | None = None) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """Raw rows -> (clean, quarantine, duplicates), every row in exactly one of the three.
+
+    With `known_items` (the day's catalog), events of other items are quarantined.
+    """
     raw = protect_pii(raw, pii=events.pii, key=pii_key)
     cols = [c for c in raw.columns if c != "_source_file"]
     raw = raw.withColumn(S.RAW, F.to_json(F.struct(*[F.col(f"`{c}`") for c in cols])))
-    norm = normalise_events(raw, ds=ds, events=events)
+    norm = flag_unknown_items_and_bots(
+        normalise_events(raw, ds=ds, events=events), known_items=known_items,
+        max_events_per_user_day=events.max_events_per_user_day)
     quarantine = norm.filter(F.col(S.REJECT_REASON).isNotNull()).select(
         S.RAW, S.REJECT_REASON, "_source_file")
     good = mark_duplicates(norm.filter(F.col(S.REJECT_REASON).isNull()),
@@ -231,23 +258,43 @@ def latest_catalog_folder(cfg: Config, ds: str):
 
 def run(spark, cfg: Config, ds: str) -> dict:
     """Clean the events and catalog landed for `ds`; returns the counts."""
-    from jobs.storage import read_landed, write_atomically, write_json
+    from jobs.storage import InputError, read_landed, write_atomically, write_json
     from nightshelf.secrets import pii_key
 
     key = pii_key(cfg)
-    raw = read_landed(spark, lake.landing_events(cfg, ds), f"raw events for ds={ds}",
-                      cfg.events.column_map).cache()
-    rows_in = raw.count()
-    clean, quarantine, dups = clean_events(raw, ds=ds, events=cfg.events, pii_key=key)
-    clean, quarantine, dups = clean.cache(), quarantine.cache(), dups.cache()
-    counts = _counts(rows_in, clean, quarantine, dups, ds)
-    write_atomically(clean, lake.clean_events(cfg, ds), spark)
-    write_atomically(quarantine, lake.quarantine(cfg, ds), spark)
-
     cat_raw = read_landed(spark, latest_catalog_folder(cfg, ds), f"catalog for ds={ds}")
     catalog, cat_rejects = clean_catalog(cat_raw, ds=ds)
     catalog = catalog.cache()
-    counts["catalog_items"] = catalog.count()
+    n_items = catalog.count()
+    if n_items == 0:
+        raise InputError(f"catalog for ds={ds}: no usable item in the landed snapshot; every "
+                         f"event would be unknown_item (land a catalog with items)")
+
+    what = f"raw events for ds={ds}"
+    raw = read_landed(spark, lake.landing_events(cfg, ds), what, cfg.events.column_map).cache()
+    rows_in = raw.count()
+    if rows_in == 0:
+        files = sorted(r[0] for r in raw.select("_source_file").distinct().collect()) or sorted(
+            p.name for p in lake.landing_events(cfg, ds).iterdir())
+        raise InputError(f"{what}: the landed file(s) {', '.join(files)} hold no rows; a shop "
+                         f"with traffic never has an empty day, so the export is incomplete: "
+                         f"re-export the day, then rerun the night")
+    extra = sorted(set(raw.columns) - set(S.REQUIRED_EVENT_COLUMNS)
+                   - set(S.OPTIONAL_EVENT_COLUMNS) - set(cfg.events.pii)
+                   - {"_source_file", S.CORRUPT})
+    if extra:
+        log.warning("%s: column(s) %s are not in the contract; they are kept only in the "
+                    "quarantine's raw text (map them with events.column_map if they should "
+                    "be used)", what, ", ".join(extra))
+    clean, quarantine, dups = clean_events(raw, ds=ds, events=cfg.events, pii_key=key,
+                                           known_items=catalog)
+    clean, quarantine, dups = clean.cache(), quarantine.cache(), dups.cache()
+    counts = _counts(rows_in, clean, quarantine, dups, ds)
+    counts["extra_columns"] = extra
+    write_atomically(clean, lake.clean_events(cfg, ds), spark)
+    write_atomically(quarantine, lake.quarantine(cfg, ds), spark)
+
+    counts["catalog_items"] = n_items
     counts["catalog_rejected"] = cat_rejects.count()
     write_atomically(catalog, lake.clean_catalog(cfg, ds), spark)
     write_atomically(cat_rejects, lake.lake(cfg, "quarantine", "catalog", lake.part(ds)), spark)

@@ -10,6 +10,8 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from nightshelf import schema as S
+
 log = logging.getLogger(__name__)
 
 READERS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -31,18 +33,61 @@ def landed_files(folder: Path, what: str) -> list[Path]:
     return files
 
 
-def read_as_strings(spark: SparkSession, path: Path, what: str) -> DataFrame:
-    """One landed file with every column as a string, so that parsing happens in the job."""
+PARQUET_MAGIC = b"PAR1"
+
+
+def check_content(path: Path, what: str) -> None:
+    """Fail if a file's bytes are not what its extension says (a Parquet file named .csv
+    would otherwise be read as one garbled CSV column)."""
     fmt = READERS[path.suffix.lower()]
+    with open(path, "rb") as f:
+        head = f.read(65536)
+    is_parquet = head.startswith(PARQUET_MAGIC)
+    looks = "Parquet" if is_parquet else "binary" if b"\0" in head else "text"
+    if fmt == "parquet" and not is_parquet and head:
+        raise InputError(f"{what}: {path.name} is named .parquet but holds {looks} (it does not "
+                         f"start with PAR1); give it the extension of what it is (.csv or "
+                         f".jsonl) or re-export it as Parquet")
+    if fmt in ("csv", "json") and looks != "text":
+        raise InputError(f"{what}: {path.name} is named {path.suffix} but holds {looks} data; "
+                         f"give it the extension of what it is (.parquet for Parquet) or "
+                         f"re-export it as {fmt.upper()}")
+    if fmt == "json":
+        first = next((ln.strip() for ln in head.splitlines() if ln.strip()), b"")
+        if first and not first.startswith(b"{"):
+            raise InputError(f"{what}: {path.name} is named {path.suffix} but its first line is "
+                             f"not a JSON object ({first[:40]!r}); JSON Lines means one "
+                             f"{{...}} object per line: re-export it, or rename it if it is "
+                             f"CSV")
+
+
+def read_as_strings(spark: SparkSession, path: Path, what: str) -> DataFrame:
+    """One landed file with every column as a string, so that parsing happens in the job.
+
+    A line that does not parse (a CSV row with too few or too many fields, a broken JSON
+    line) keeps its text in `_corrupt_record`, for the job to quarantine.
+    """
+    fmt = READERS[path.suffix.lower()]
+    check_content(path, what)
     try:
         if fmt == "csv":
-            df = spark.read.option("header", True).option("mode", "PERMISSIVE").csv(str(path))
+            header = spark.read.option("header", True).csv(str(path)).columns
+            if not header:
+                raise InputError(f"{what}: {path.name} is empty (not even a header line); "
+                                 f"re-export the day, then rerun the night")
+            schema = ", ".join(f"`{c}` string" for c in header) + f", {S.CORRUPT} string"
+            df = (spark.read.option("header", True).option("mode", "PERMISSIVE")
+                  .option("columnNameOfCorruptRecord", S.CORRUPT).schema(schema)
+                  .csv(str(path)))
         elif fmt == "json":
-            df = spark.read.option("primitivesAsString", True).json(str(path))
+            df = (spark.read.option("primitivesAsString", True)
+                  .option("columnNameOfCorruptRecord", S.CORRUPT).json(str(path)))
         else:
             df = spark.read.parquet(str(path))
         df = df.select([F.col(f"`{c}`").cast("string").alias(c.strip()) for c in df.columns])
         df.schema  # noqa: B018  (forces the read of the file's schema here)
+    except InputError:
+        raise
     except Exception as exc:  # pyspark raises many kinds; all mean the same to the operator
         raise InputError(
             f"{what}: cannot read {path} as {fmt} ({type(exc).__name__}: "

@@ -33,8 +33,10 @@ class EventsConfig:
     future_tolerance_minutes: int
     max_price: float
     max_quantity: int
+    max_events_per_user_day: int
     pii: dict[str, str]
     column_map: dict[str, str] = field(default_factory=dict)
+    default_event_type: str = ""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ REPURCHASABLE, FIRST_SEEN, DESCRIPTION = "repurchasable", "first_seen", "descrip
 REQUIRED_CATALOG_COLUMNS = (ITEM, TITLE, CATEGORY, BRAND, PRICE, AVAILABLE)
 
 # quarantine
+CORRUPT = "_corrupt_record"   # a landed line that did not parse (wrong column count, bad JSON)
 RAW = "raw"
 REJECT_REASON = "reject_reason"
 
