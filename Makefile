@@ -11,12 +11,13 @@ NS := $(VENV)/bin/nightshelf
 DS ?= $(shell sed -n 's/^  end: "\(.*\)".*/\1/p' nightshelf/defaults.yaml)
 PYTEST_ARGS ?=
 
-.PHONY: install demo night test lint ui bench-quality clean-home help
+.PHONY: install demo night backfill test lint ui bench-quality clean-home help
 
 help:
 	@echo "make demo   - install, generate a synthetic shop, run one whole night through Airflow"
 	@echo "make test   - install, run the test suite (unit, Spark, GX, training, DAG, end-to-end)"
 	@echo "make night DS=YYYY-MM-DD - run the DAG for one logical date on what has landed"
+	@echo "make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD - run those nights in order"
 	@echo "make ui     - MLflow UI on http://127.0.0.1:5000"
 	@echo "make lint   - flake8 + isort --check"
 
@@ -46,6 +47,11 @@ demo: install
 
 night: install
 	$(NS) night --ds $(DS)
+
+# consecutive nights in order, e.g. make backfill FROM=2026-11-16 TO=2026-11-22
+backfill: install
+	@test -n "$(FROM)" -a -n "$(TO)" || (echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD"; exit 2)
+	$(NS) backfill --from $(FROM) --to $(TO)
 
 # the job environment runs everything but the DAG tests, which need Airflow itself
 test: install

@@ -6,11 +6,12 @@ One night of Nightshelf for the logical date `ds`:
 ```
 land -> validate_raw -> clean (Spark) -> validate_clean -> features (Spark) -> validate_features
      -> train (TF, MLflow) -> gate (champion/challenger) -> score (top-N, batched)
-     -> validate_recommendations -> publish (atomic) -> report
+     -> validate_recommendations -> drift (night over night) -> publish (atomic) -> report
 ```
 
 Every task reads only partitions of `ds` (features: the history up to its end) and overwrites
-only its own output; a failed suite stops the night before anything is published.
+only its own output; a failed suite or drift check stops the night before anything is
+published.
 
 The Spark jobs go through `SparkSubmitOperator` on the `spark_default` connection: point it
 at a cluster (`spark://...`, `yarn`, `k8s://...`) to scale out. Every other task runs
@@ -76,6 +77,7 @@ def recsys_nightly():
         step("gate", "gate"),
         step("score", "score"),
         step("validate_recommendations", "validate --stage recommendations", **no_retry),
+        step("drift", "drift", **no_retry),
         step("publish", "publish"),
         step("report", "report"),
     )

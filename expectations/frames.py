@@ -13,10 +13,12 @@ from nightshelf.config import Config
 
 
 def raw_frame(spark: SparkSession, cfg: Config, ds: str) -> DataFrame:
+    from jobs.clean import with_default_event_type
     from jobs.storage import read_landed
 
-    raw = read_landed(spark, lake.landing_events(cfg, ds), f"raw events for ds={ds}",
-                      cfg.events.column_map)
+    raw = with_default_event_type(
+        read_landed(spark, lake.landing_events(cfg, ds), f"raw events for ds={ds}",
+                    cfg.events.column_map), cfg.events)
     norm = (F.lower(F.trim(S.EVENT_TYPE)) if S.EVENT_TYPE in raw.columns
             else F.lit(None).cast("string"))
     return raw.withColumn("_event_type_norm", norm)

@@ -79,10 +79,16 @@ def parse_event_time(col: Column) -> Column:
     )
 
 
+def with_default_event_type(df: DataFrame, events: EventsConfig) -> DataFrame:
+    """An export without an event_type column (e.g. orders only) gets the configured type."""
+    if S.EVENT_TYPE not in df.columns and events.default_event_type:
+        return df.withColumn(S.EVENT_TYPE, F.lit(events.default_event_type))
+    return df
+
+
 def normalise_events(df: DataFrame, *, ds: str, events: EventsConfig) -> DataFrame:
     """Parse and map the raw columns; rows that cannot be used get a `reject_reason`."""
-    if S.EVENT_TYPE not in df.columns and events.default_event_type:
-        df = df.withColumn(S.EVENT_TYPE, F.lit(events.default_event_type))
+    df = with_default_event_type(df, events)
     require_columns(df, S.REQUIRED_EVENT_COLUMNS, f"raw events for ds={ds}")
     for c in (*S.OPTIONAL_EVENT_COLUMNS, S.CORRUPT):
         if c not in df.columns:

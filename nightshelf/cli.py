@@ -2,9 +2,10 @@
 
     nightshelf generate [--days N] [--end YYYY-MM-DD]   land a synthetic shop
     nightshelf bootstrap --until YYYY-MM-DD             clean the landed days before a night
-    nightshelf land|train|gate|score|publish|report --ds YYYY-MM-DD
+    nightshelf land|train|gate|score|drift|publish|report --ds YYYY-MM-DD
     nightshelf validate --stage raw|clean|features|recommendations --ds YYYY-MM-DD
     nightshelf night --ds YYYY-MM-DD                    run the whole DAG via `airflow dags test`
+    nightshelf backfill --from YYYY-MM-DD --to YYYY-MM-DD   the nights in order, one DAG run each
     nightshelf where --ds YYYY-MM-DD                    print where a night's outputs are
 """
 
@@ -16,6 +17,8 @@ import logging
 import os
 import subprocess
 import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 
 from nightshelf import lake
@@ -83,17 +86,23 @@ def cmd_validate(cfg: Config, a) -> None:
 def cmd_train(cfg: Config, a) -> None:
     from training.train import run
 
-    run(cfg, a.ds)
+    run(cfg, a.ds, force=a.force)
 
 
 def cmd_gate(cfg: Config, a) -> None:
     from training.gate import run
 
-    run(cfg, a.ds)
+    run(cfg, a.ds, force=a.force)
 
 
 def cmd_score(cfg: Config, a) -> None:
     from training.score import run
+
+    run(cfg, a.ds)
+
+
+def cmd_drift(cfg: Config, a) -> None:
+    from nightshelf.drift import run
 
     run(cfg, a.ds)
 
@@ -146,6 +155,36 @@ def cmd_night(cfg: Config, a) -> None:
     cmd_where(cfg, a)
 
 
+def cmd_backfill(cfg: Config, a) -> None:
+    """Run the nights `--from` .. `--to` in order, each through the real DAG, each seeing only
+    what had landed up to its own cutoff. Days before `--from` that were never cleaned are
+    cleaned first (one Spark session). Stops at the first night that fails."""
+    first, last = lake.parse_ds(a.first), lake.parse_ds(a.last)
+    if last < first:
+        sys.exit(f"backfill: --to {a.last} is before --from {a.first}")
+    nights = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    history = sorted(p.name[3:] for p in lake.landing_events(cfg).glob("ds=*")
+                     if p.name < lake.part(a.first)
+                     and not lake.clean_counts(cfg, p.name[3:]).exists())
+    if history:
+        log.info("backfill: cleaning %d earlier day(s) never cleaned (%s .. %s)",
+                 len(history), history[0], history[-1])
+        spark_submit(cfg, "clean", [x for d in history for x in ("--ds", d)])
+    done = []
+    for i, ds in enumerate(nights, start=1):
+        log.info("backfill: night %d/%d, ds=%s", i, len(nights), ds)
+        t0 = time.monotonic()
+        try:
+            cmd_night(cfg, argparse.Namespace(ds=ds))
+        except SystemExit as exc:
+            sys.exit(f"backfill stopped at {ds} ({exc}); published before it: "
+                     f"{', '.join(done) or 'none'}. Fix the cause, then rerun "
+                     f"`nightshelf backfill --from {ds} --to {a.last}`")
+        done.append(ds)
+        log.info("backfill: night %s published in %.0fs", ds, time.monotonic() - t0)
+    print(f"backfill: {len(done)} night(s) published, {done[0]} .. {done[-1]}")
+
+
 def cmd_where(cfg: Config, a) -> None:
     target = lake.recommendations(cfg, a.ds)
     print(f"""
@@ -162,6 +201,7 @@ COMMANDS = {
     "generate": cmd_generate, "bootstrap": cmd_bootstrap, "land": cmd_land,
     "validate": cmd_validate, "train": cmd_train, "gate": cmd_gate, "score": cmd_score,
     "publish": cmd_publish, "report": cmd_report, "night": cmd_night, "where": cmd_where,
+    "backfill": cmd_backfill, "drift": cmd_drift,
 }
 
 
@@ -174,8 +214,16 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--end")
     b = sub.add_parser("bootstrap", help="clean the landed days before a night")
     b.add_argument("--until", required=True)
-    for name in ("land", "train", "gate", "score", "publish", "report", "night", "where"):
-        sub.add_parser(name).add_argument("--ds", required=True)
+    for name in ("land", "train", "gate", "score", "drift", "publish", "report", "night",
+                 "where"):
+        sp = sub.add_parser(name)
+        sp.add_argument("--ds", required=True)
+        if name in ("train", "gate"):
+            sp.add_argument("--force", action="store_true",
+                            help="redo it even if this night already did it on the same inputs")
+    bf = sub.add_parser("backfill", help="run consecutive nights in order")
+    bf.add_argument("--from", dest="first", required=True)
+    bf.add_argument("--to", dest="last", required=True)
     v = sub.add_parser("validate")
     v.add_argument("--stage", required=True,
                    choices=["raw", "clean", "features", "recommendations"])

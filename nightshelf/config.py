@@ -100,6 +100,18 @@ class ValidationConfig:
 
 
 @dataclass(frozen=True)
+class DriftConfig:
+    volume_change_warn: float
+    volume_change_fail: float
+    rate_change_warn: float
+    rate_change_fail: float
+    psi_warn: float
+    psi_fail: float
+    overlap_warn: float
+    overlap_fail: float
+
+
+@dataclass(frozen=True)
 class SparkConfig:
     master: str
     shuffle_partitions: int
@@ -144,6 +156,7 @@ class Config:
     gate: GateConfig
     scoring: ScoringConfig
     validation: ValidationConfig
+    drift: DriftConfig
     spark: SparkConfig
     mlflow: MlflowConfig
     shop: ShopConfig

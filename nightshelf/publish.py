@@ -3,12 +3,14 @@
 The lists are written aside (the staging area) by scoring and validated there. Publishing
 checks that the validated files are exactly the staged files, writes `manifest.json` and
 `_SUCCESS` into the staging folder, then swaps it into `recommendations/ds=...`: readers see
-the previous night's complete folder or the new complete folder, never a partial one. A
-publish killed between the two renames is repaired by the next publish of that night.
+the previous complete folder or the new complete folder, never a partial one nor none: on
+Linux the swap is one atomic exchange (renameat2). Elsewhere it is two renames, and a
+publish killed between them is repaired by the next publish of that night.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -38,13 +40,14 @@ def fingerprint(folder: Path) -> str:
 
 
 def build_manifest(cfg: Config, ds: str, staging: Path) -> dict:
-    import pyarrow.parquet as pq
+    import pyarrow.dataset as pads
 
     runs = lake.run_dir(cfg, ds)
     train, gate, score = (lake.read_json(runs / f"{n}.json") for n in ("train", "gate", "score"))
     if gate is None or score is None:
         raise FileNotFoundError(f"publish ds={ds}: gate.json or score.json missing in {runs}")
-    table = pq.read_table(staging, columns=["user_id"])
+    files = [str(p) for p in sorted(staging.glob("*.parquet"))]
+    table = pads.dataset(files, format="parquet").to_table(columns=["user_id"])
     counts = lake.read_json(lake.clean_counts(cfg, ds)) or {}
     validations = {}
     for stage in STAGES:
@@ -84,11 +87,38 @@ def recover(target: Path) -> None:
             shutil.rmtree(old)
 
 
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 with RENAME_EXCHANGE).
+
+    False where the kernel, C library or filesystem cannot; the caller then falls back to
+    two renames, whose gap `recover` repairs.
+    """
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(a))
+
+
 def swap(staging: Path, target: Path) -> None:
-    """Move `staging` to `target`, replacing it; each rename is atomic on one filesystem."""
+    """Move `staging` to `target`, replacing it. Readers see the old folder or the new one:
+    an existing target is exchanged with the staging folder in one atomic step where the
+    system allows, else moved aside first (a crash in between is undone by `recover`)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     old = target.parent / f".old-{target.name}"
     recover(target)
+    if target.exists() and exchange(staging, target):
+        shutil.rmtree(staging)  # now the previous lists
+        return
     if target.exists():
         os.rename(target, old)
     os.rename(staging, target)
@@ -109,6 +139,8 @@ def publish(cfg: Config, ds: str) -> dict:
     if validated.get("fingerprint") != fingerprint(staging):
         raise RuntimeError(f"publish ds={ds}: the staged files changed after validation; "
                            f"validate again before publishing")
+    for stale in (SUCCESS, MANIFEST):  # left by a publish of this night that was killed
+        (staging / stale).unlink(missing_ok=True)
     manifest = build_manifest(cfg, ds, staging)
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     (staging / SUCCESS).write_text("")

@@ -28,18 +28,29 @@ def render(cfg: Config, ds: str) -> str:
                   f"{counts['quarantined']} {counts.get('quarantined_by_reason')}", ""]
     if train:
         lines += ["## Model", "", "| model | ndcg@10 | recall@10 | hr@10 |", "|---|---|---|---|"]
-        rows = {"sasrec (challenger)": train["metrics"], **train["baselines"]}
+        rows = {"ranker (challenger)": train["metrics"],
+                **{f"{n} (candidates alone)": m for n, m in train.get("candidates", {}).items()},
+                **train["baselines"]}
         if gate.get("champion_metrics"):
             rows["champion"] = gate["champion_metrics"]
         for name, m in rows.items():
             lines.append(f"| {name} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} | "
                          f"{m['hr@10']:.4f} |")
         lines += ["", f"- holdout users: {train['holdout_users']}, split at {train['split']}, "
-                      f"{train['epochs_run']} epochs in {train['train_seconds']:.0f}s"]
+                      f"SASRec {train['epochs_run']} epochs, ranker "
+                      f"{train.get('ranker_epochs_run', 0)} epochs, {train['train_seconds']:.0f}s"]
     if gate:
         lines += [f"- gate: {'PROMOTED' if gate['promoted'] else 'not promoted'} "
                   f"v{gate['challenger_version']}: {gate['reason']}",
                   f"- serving: {gate['serving']['kind']} v{gate['serving']['model_version']}", ""]
+    drift = _read(runs / "drift.json")
+    if drift:
+        flagged = [c for c in drift["checks"] if c["status"] in ("warn", "fail")]
+        lines += ["## Drift", "", f"- compared with {drift['previous'] or 'no previous night'}: "
+                  f"{len(drift['checks'])} checks, {len(flagged)} flagged ({runs / 'drift.md'})"]
+        lines += [f"- {c['status'].upper()} {c['check']} = {c['value']} {c['note']}"
+                  for c in flagged]
+        lines.append("")
     if manifest:
         lines += ["## Published", "", f"- {lake.recommendations(cfg, ds)}",
                   f"- {manifest['rows']} rows for {manifest['users']} users, "

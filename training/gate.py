@@ -95,7 +95,7 @@ def evaluate_registered(cfg: Config, ds: str, name: str, version: str) -> dict:
     return report
 
 
-def run(cfg: Config, ds: str) -> dict:
+def run(cfg: Config, ds: str, force: bool = False) -> dict:
     import mlflow
     from mlflow import MlflowClient
 
@@ -103,6 +103,15 @@ def run(cfg: Config, ds: str) -> dict:
     trained = read_record(cfg, ds, "train")
     client = MlflowClient()
     name, version = trained["model_name"], trained["model_version"]
+    try:
+        decided = read_record(cfg, ds, "gate")
+    except FileNotFoundError:
+        decided = None
+    if decided and decided.get("challenger_version") == version and not force:
+        # a rerun of the night: keep its decision, and never move the champion alias back
+        log.info("gate ds=%s: v%s was already decided for this night (%s); serving %s", ds,
+                 version, decided["reason"], decided["serving"]["model_version"])
+        return decided
     champ = current_champion(client, name)
     champ_version = str(champ.version) if champ is not None else None  # MLflow gives an int
     champ_report = None

@@ -26,7 +26,7 @@ from nightshelf.config import Config
 from training import inputs, plots
 from training.baselines import ItemKNN, als_scores
 from training.evaluate import evaluate, item_user_counts, model_scorer, popularity
-from training.tracking import SASREC_TAG, metric_key, setup_mlflow, write_record
+from training.tracking import SASREC_TAG, metric_key, read_record, setup_mlflow, write_record
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,54 @@ def fit_ranker(cfg: Config, before: inputs.Sequences, split, vocab: list[str],
     return model, history, sizes
 
 
-def run(cfg: Config, ds: str) -> dict:
-    """Fit SASRec and the ranker before the split, evaluate on the holdout, log, register."""
+def inputs_fingerprint(cfg: Config, ds: str) -> str:
+    """SHA-256 of what training reads (the feature tables' rows, in a fixed order) and of the
+    settings that shape the models: equal fingerprints train equal models."""
+    import hashlib
+    import json
+
+    import pyarrow.dataset as pads
+
+    from nightshelf import lake
+    from nightshelf import schema as S
+
+    h = hashlib.sha256()
+    for table, key in (("sequences", S.USER), ("items", S.ITEM)):
+        folder = lake.features(cfg, table, ds)
+        files = [str(p) for p in sorted(folder.glob("*.parquet"))]
+        t = pads.dataset(files, format="parquet").to_table().sort_by(key)
+        h.update(json.dumps(t.to_pydict(), sort_keys=True, default=str).encode())
+    settings = {k: vars(getattr(cfg, k)) for k in ("model", "ranker", "scoring")}
+    settings["weights"] = cfg.events.weights
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def reusable(cfg: Config, ds: str, fingerprint: str) -> dict | None:
+    """The night's earlier training record, if it was trained on exactly these inputs and
+    its model is still registered: a rerun of the night then serves the same model."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        previous = read_record(cfg, ds, "train")
+    except FileNotFoundError:
+        return None
+    if previous.get("inputs_fingerprint") != fingerprint:
+        return None
+    try:
+        MlflowClient().get_model_version(previous["model_name"], previous["model_version"])
+    except MlflowException:
+        return None
+    return previous
+
+
+def run(cfg: Config, ds: str, force: bool = False) -> dict:
+    """Fit SASRec and the ranker before the split, evaluate on the holdout, log, register.
+
+    Idempotent: a rerun of the night on the same inputs and settings reuses the version it
+    registered the first time (`force` retrains anyway).
+    """
     import keras
     import mlflow
     from mlflow.models import infer_signature
@@ -160,6 +206,13 @@ def run(cfg: Config, ds: str) -> dict:
 
     keras.utils.set_random_seed(cfg.model.seed)
     setup_mlflow(cfg)
+    fingerprint = inputs_fingerprint(cfg, ds)
+    previous = None if force else reusable(cfg, ds, fingerprint)
+    if previous:
+        log.info("train ds=%s: inputs and settings unchanged since run %s; reusing %s v%s "
+                 "(nightshelf train --force retrains)", ds, previous["run_id"],
+                 previous["model_name"], previous["model_version"])
+        return previous
     catalog, seqs, split, before, hold = inputs.night_holdout(cfg, ds)
     items = inputs.vocabulary(seqs, catalog)
     vocab = [inputs.PAD, inputs.OOV] + items
@@ -236,6 +289,7 @@ def run(cfg: Config, ds: str) -> dict:
         record = {"ds": ds, "run_id": run.info.run_id, "model_name": cfg.ranker.name,
                   "model_version": version, "sasrec_version": sasrec_version,
                   "metrics": rank_report, "candidates": {"sasrec": sasrec_report},
+                  "inputs_fingerprint": fingerprint,
                   "baselines": baselines, "train_seconds": train_seconds,
                   "split": split.isoformat(), "ranker_label_start": label_start.isoformat(),
                   "holdout_users": len(hold.users),

@@ -292,3 +292,38 @@ def test_a_renamed_column(spark, home):
 def test_a_missing_column(spark, home):
     land_rows(home, [{k: v for k, v in r.items() if k != "event_time"} for r in base_rows()])
     _fails_on_columns(spark, home, "event_time", "missing", "column_map")
+
+
+# -- bring your own export: a column mapping in config, no code change ---------------------
+
+BYO_CONFIG = """
+events:
+  column_map: {customer: user_id, sku: item_id, ts: event_time, order_ref: event_id}
+  default_event_type: purchase
+"""
+
+
+def test_a_shops_own_export_lands_through_the_column_map(spark, cfg, tmp_path, monkeypatch):
+    import dataclasses
+
+    from nightshelf.config import load_config
+
+    path = tmp_path / "shop.yaml"
+    path.write_text(BYO_CONFIG)
+    own = load_config(path, environ={"NIGHTSHELF_HOME": str(cfg.home)})
+    assert dataclasses.replace(own, events=cfg.events) == cfg  # only the mapping differs
+    monkeypatch.setenv("NIGHTSHELF_PII_KEY", "byo-test-key")
+    land_catalog(own)
+    t0 = int((DAY + timedelta(hours=9)).timestamp())
+    rows = [{"order_ref": f"o{k}", "customer": f"c{k % 7}", "sku": ITEMS[k % 30],
+             "ts": str(t0 + 600 * k)} for k in range(60)]
+    rows.append({"order_ref": "o-bad", "customer": "c1", "sku": ITEMS[1], "ts": "soon"})
+    land_rows(own, rows)
+    counts = clean_and_validate(spark, own)
+    expect(counts, clean=60, quarantined={"bad_event_time": 1})
+    clean = spark.read.parquet(str(lake.clean_events(own, DS)))
+    assert {r.event_type for r in clean.select("event_type").distinct().collect()} == {
+        "purchase"}
+    first = clean.filter("event_id = 'o0'").first()
+    assert first.user_id == "c0" and first.item_id == ITEMS[0]
+    assert first.event_time == datetime(2026, 11, 22, 9, 0)

@@ -1,0 +1,186 @@
+"""Drift and sanity checks, night over night, before anything is published.
+
+Compares tonight (staged lists, tonight's counts and features) with the previous night
+(its published lists, counts and features): raw event volume, duplicate and quarantine
+rates, feature distributions (population stability index), the score distribution, and how
+much of each user's list survived from the previous night. A value past its `warn`
+threshold is reported; past `fail`, the night stops before publish. The report is written
+as Markdown and JSON next to the night's records and logged to the night's MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+
+from nightshelf import lake
+from nightshelf import schema as S
+from nightshelf.config import Config
+
+log = logging.getLogger(__name__)
+
+FEATURES = {"users": ["n_items", "recency_days", "n_sessions"],
+            "items": ["n_users", "price", "pop_view_7d"]}
+
+
+class DriftFailed(RuntimeError):
+    """A night-over-night check went past its `fail` threshold."""
+
+
+def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
+    """Population stability index of `actual` against `expected`, on `expected`'s deciles.
+
+    0 means the same distribution; by the usual rule of thumb < 0.1 is stable, 0.1-0.25 a
+    shift worth a look, > 0.25 a different population.
+    """
+    expected = np.asarray(expected, float)[~np.isnan(np.asarray(expected, float))]
+    actual = np.asarray(actual, float)[~np.isnan(np.asarray(actual, float))]
+    if len(expected) == 0 or len(actual) == 0:
+        return float("nan")
+    edges = np.unique(np.quantile(expected, np.linspace(0, 1, bins + 1)[1:-1]))
+    e = np.bincount(np.searchsorted(edges, expected, side="right"), minlength=len(edges) + 1)
+    a = np.bincount(np.searchsorted(edges, actual, side="right"), minlength=len(edges) + 1)
+    e = np.maximum(e / e.sum(), 1e-4)
+    a = np.maximum(a / a.sum(), 1e-4)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def list_overlap(today: dict[str, set[str]], before: dict[str, set[str]]) -> float:
+    """Mean Jaccard overlap of the lists of users present both nights."""
+    common = today.keys() & before.keys()
+    if not common:
+        return float("nan")
+    return float(np.mean([len(today[u] & before[u]) / max(len(today[u] | before[u]), 1)
+                          for u in common]))
+
+
+def _parquet(folder: Path, columns: list[str]):
+    import pyarrow.dataset as pads
+
+    files = [str(p) for p in sorted(folder.glob("*.parquet"))] if folder.is_dir() else []
+    if not files:
+        return None
+    return pads.dataset(files, format="parquet").to_table(columns=columns).to_pydict()
+
+
+def _lists(folder: Path) -> tuple[dict[str, set[str]], np.ndarray] | None:
+    t = _parquet(folder, [S.USER, S.ITEM, S.SCORE])
+    if t is None:
+        return None
+    lists: dict[str, set[str]] = {}
+    for u, i in zip(t[S.USER], t[S.ITEM]):
+        lists.setdefault(u, set()).add(i)
+    return lists, np.array(t[S.SCORE], float)
+
+
+def _rates(counts: dict) -> dict[str, float]:
+    n = max(counts.get("rows_in", 0), 1)
+    return {"rows_in": counts.get("rows_in", 0), "duplicate_rate": counts["duplicates"] / n,
+            "quarantine_rate": counts["quarantined"] / n}
+
+
+def checks(cfg: Config, ds: str) -> dict:
+    """Tonight against the previous night: {"checks": [...], "previous": ds or None}."""
+    d = cfg.drift
+    prev = (lake.parse_ds(ds) - timedelta(days=1)).isoformat()
+    out: list[dict] = []
+
+    def add(name: str, value: float | None, warn: float, fail: float, higher_is_worse=True,
+            note: str = "") -> None:
+        if value is None or np.isnan(value):
+            status = "n/a"
+        else:
+            worse = (lambda t: value > t) if higher_is_worse else (lambda t: value < t)
+            status = "fail" if worse(fail) else "warn" if worse(warn) else "ok"
+        out.append({"check": name, "value": None if value is None or np.isnan(value)
+                    else round(float(value), 4), "warn": warn, "fail": fail,
+                    "status": status, "note": note})
+
+    now_counts = lake.read_json(lake.clean_counts(cfg, ds)) or {}
+    old_counts = lake.read_json(lake.clean_counts(cfg, prev))
+    if now_counts and old_counts:
+        a, b = _rates(now_counts), _rates(old_counts)
+        add("event_volume_change", abs(a["rows_in"] / max(b["rows_in"], 1) - 1),
+            d.volume_change_warn, d.volume_change_fail,
+            note=f"{b['rows_in']} -> {a['rows_in']} raw rows")
+        for rate in ("duplicate_rate", "quarantine_rate"):
+            add(f"{rate}_change", abs(a[rate] - b[rate]), d.rate_change_warn,
+                d.rate_change_fail, note=f"{b[rate]:.4f} -> {a[rate]:.4f}")
+    for table, columns in FEATURES.items():
+        now = _parquet(lake.features(cfg, table, ds), columns)
+        old = _parquet(lake.features(cfg, table, prev), columns)
+        for c in columns:
+            value = psi(np.array(old[c], float), np.array(now[c], float)) if now and old else None
+            add(f"psi.{table}.{c}", value, d.psi_warn, d.psi_fail)
+
+    now_lists = _lists(lake.staging_recommendations(cfg, ds))
+    if now_lists is None:  # a rerun after publish: tonight's lists are already in place
+        now_lists = _lists(lake.recommendations(cfg, ds))
+    old_lists = _lists(lake.recommendations(cfg, prev))
+    gate_now = lake.read_json(lake.run_dir(cfg, ds) / "gate.json") or {}
+    gate_old = lake.read_json(lake.run_dir(cfg, prev) / "gate.json") or {}
+    kind_now = gate_now.get("serving", {}).get("kind")
+    kind_old = gate_old.get("serving", {}).get("kind")
+    if now_lists and old_lists:
+        same = kind_now == kind_old
+        add("psi.scores", psi(old_lists[1], now_lists[1]) if same else None,
+            d.psi_warn, d.psi_fail,
+            note="" if same else f"served by {kind_old} then {kind_now}: scales differ")
+        add("list_overlap", list_overlap(now_lists[0], old_lists[0]), d.overlap_warn,
+            d.overlap_fail, higher_is_worse=False, note="mean Jaccard of users' lists")
+    if now_lists:
+        s = now_lists[1]
+        out.append({"check": "scores", "status": "info", "warn": None, "fail": None,
+                    "value": None, "note": f"min {s.min():.4f} median {np.median(s):.4f} "
+                    f"max {s.max():.4f} over {len(s)} rows"})
+    return {"ds": ds, "previous": prev if old_counts else None, "checks": out}
+
+
+def render(report: dict) -> str:
+    lines = [f"# Drift and sanity, night {report['ds']}", "",
+             f"Compared with: {report['previous'] or 'nothing (no previous night)'}", "",
+             "| check | value | warn | fail | status | note |", "|---|---|---|---|---|---|"]
+    for c in report["checks"]:
+        cells = [c["check"], c["value"], c["warn"], c["fail"], c["status"].upper(), c["note"]]
+        lines.append("| " + " | ".join("" if x is None else str(x) for x in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg: Config, ds: str) -> dict:
+    """Write drift.json and drift.md, log them to the night's MLflow run; raise on a fail."""
+    report = checks(cfg, ds)
+    runs = lake.run_dir(cfg, ds)
+    runs.mkdir(parents=True, exist_ok=True)
+    text = render(report)
+    (runs / "drift.json").write_text(json.dumps(report, indent=2))
+    (runs / "drift.md").write_text(text)
+    train = lake.read_json(runs / "train.json")
+    if train:
+        import mlflow
+
+        from training.tracking import setup_mlflow
+
+        setup_mlflow(cfg)
+        with mlflow.start_run(run_id=train["run_id"]):
+            mlflow.log_text(text, "drift.md")
+            mlflow.log_metrics({f"drift.{c['check']}": c["value"] for c in report["checks"]
+                                if c["value"] is not None})
+    for c in report["checks"]:
+        if c["status"] in ("warn", "fail"):
+            log.warning("drift ds=%s: %s %s = %s (warn %s, fail %s) %s", ds,
+                        c["status"].upper(), c["check"], c["value"], c["warn"], c["fail"],
+                        c["note"])
+    failed = [c for c in report["checks"] if c["status"] == "fail"]
+    if failed:
+        raise DriftFailed(
+            f"ds={ds}: {len(failed)} drift check(s) past their fail threshold, nothing "
+            f"published: " + "; ".join(f"{c['check']}={c['value']} (fails at {c['fail']}) "
+                                       f"{c['note']}" for c in failed)
+            + f". See {runs / 'drift.md'}; if the change is real, raise drift.* in the config")
+    log.info("drift ds=%s: %d checks, %d warnings, none failed", ds, len(report["checks"]),
+             sum(c["status"] == "warn" for c in report["checks"]))
+    return report

@@ -1,0 +1,82 @@
+"""A publish killed with SIGKILL leaves the previously published lists whole and visible."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nightshelf import lake
+from nightshelf.publish import SUCCESS, fingerprint
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+DS = "2026-11-22"
+CHILD = Path(__file__).with_name("publish_child.py")
+
+
+def stage(cfg, items: list[str], version: str) -> None:
+    """Scored, validated lists in the staging area, with the records publish reads."""
+    staging = lake.staging_recommendations(cfg, DS)
+    staging.mkdir(parents=True)
+    table = pa.table({"user_id": ["u1"] * len(items), "rank": list(range(1, len(items) + 1)),
+                      "item_id": items})
+    pq.write_table(table, staging / "part-00000.parquet")
+    runs = lake.run_dir(cfg, DS)
+    runs.mkdir(parents=True, exist_ok=True)
+    serving = {"kind": "model", "model_version": version, "run_id": f"run-{version}"}
+    records = {
+        "validation-recommendations": {"success": True, "suites": [],
+                                       "fingerprint": fingerprint(staging)},
+        "gate": {"model_name": "m", "serving": serving, "challenger_version": version,
+                 "promoted": True, "reason": "test"},
+        "score": {"rows": len(items)}, "train": {"run_id": f"run-{version}"}}
+    for name, data in records.items():
+        (runs / f"{name}.json").write_text(json.dumps(data))
+
+
+def published_items(cfg) -> list[str] | None:
+    target = lake.recommendations(cfg, DS)
+    if not (target / SUCCESS).exists():
+        return None
+    return pq.read_table(str(target / "part-00000.parquet")).column("item_id").to_pylist()
+
+
+def run_child(cfg, point: str | None, kill: bool) -> None:
+    env = {**os.environ, "NIGHTSHELF_HOME": str(cfg.home)}
+    proc = subprocess.Popen([sys.executable, str(CHILD), DS, point or "none"], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().strip()
+    if kill:
+        assert line == "PAUSED"
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == (-signal.SIGKILL if kill else 0)
+
+
+@pytest.mark.parametrize("point", ["manifest", "swapped"])
+def test_a_publish_killed_midway_leaves_whole_lists_and_the_next_publish_completes(cfg, point):
+    from nightshelf.publish import publish
+
+    stage(cfg, ["old-a", "old-b"], "1")
+    publish(cfg, DS)
+    before = published_items(cfg)
+    assert before == ["old-a", "old-b"]
+
+    stage(cfg, ["new-a", "new-b", "new-c"], "2")
+    run_child(cfg, point, kill=True)
+    seen = published_items(cfg)
+    # killed before the swap: the old lists; after it: the new ones; never a mix or nothing
+    assert seen == (before if point == "manifest" else ["new-a", "new-b", "new-c"])
+    manifest = json.loads((lake.recommendations(cfg, DS) / "manifest.json").read_text())
+    assert manifest["model_version"] == ("1" if point == "manifest" else "2")
+    leftovers = sorted(p.name for p in lake.recommendations(cfg).iterdir())
+    assert [n for n in leftovers if not n.startswith(".")] == [f"ds={DS}"]
+
+    if point == "manifest":  # the night is rerun: publishing the staged lists completes
+        run_child(cfg, None, kill=False)
+        assert published_items(cfg) == ["new-a", "new-b", "new-c"]
