@@ -67,6 +67,7 @@ class ModelConfig:
 class RankerConfig:
     name: str
     label_days: int
+    label_windows: int
     candidates: dict[str, int]
     embedding_dim: int
     title_tokens: int

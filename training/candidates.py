@@ -141,8 +141,7 @@ def generate(ctx: Context, rows: list[int], sasrec: SasrecScorer | None,
     if not parts:
         return CandidateSet(np.zeros(0, np.int64), np.zeros(0, np.int64),
                             np.zeros((0, len(NUMERIC)), np.float32), *(np.zeros(0, str),) * 3)
-    return CandidateSet(*(np.concatenate(cols) for cols in zip(*(
-        (p.rows, p.items, p.numeric, p.category, p.brand, p.title) for p in parts))))
+    return concat(parts)
 
 
 def _generate_batch(ctx: Context, rows: list[int], offset: int, sasrec: SasrecScorer | None,
@@ -254,6 +253,12 @@ def _generate_batch(ctx: Context, rows: list[int], offset: int, sasrec: SasrecSc
         category=np.array([cat.category.get(i) or "" for i in items], dtype=str),
         brand=np.array([cat.brand.get(i) or "" for i in items], dtype=str),
         title=np.array([cat.title.get(i) or "" for i in items], dtype=str))
+
+
+def concat(parts: list[CandidateSet]) -> CandidateSet:
+    """One candidate set from several (their `rows` must not collide)."""
+    return CandidateSet(*(np.concatenate(cols) for cols in zip(*(
+        (p.rows, p.items, p.numeric, p.category, p.brand, p.title) for p in parts))))
 
 
 def labels(cands: CandidateSet, after: list[list[tuple[str, str]]], vocab: list[str],

@@ -6,13 +6,13 @@ candidates -> metrics@K of the ranker, of SASRec alone and of the baselines (pop
 item-kNN, ALS) on the same holdout -> MLflow run (params, per-epoch curves, plots,
 comparison table, both models with signatures, registered versions) -> train.json.
 
-Time line of one night (T = the end of ds):
+Time line of one night (T = the end of ds), with `ranker.label_windows` = 3:
 
-    ... SASRec's data ... | label window | holdout | T
-                      label_start      split
+    ... SASRec's data ... | window 3 | window 2 | window 1 | holdout | T
+                      label_start                        split
 
-The ranker learns from the label window with features as of label_start, is evaluated on
-the holdout with features as of the split, and serves with features as of T.
+The ranker learns from each label window with features as of that window's start, is
+evaluated on the holdout with features as of the split, and serves with features as of T.
 """
 
 from __future__ import annotations
@@ -113,32 +113,56 @@ def comparison_table(reports: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def label_windows(cfg: Config, before: inputs.Sequences, split) -> list[tuple]:
+    """The ranker's label windows, newest first: (start, sequences known at start, what users
+    did in [start, start + label_days)), for `ranker.label_windows` consecutive windows."""
+    from training import candidates
+
+    out, upto = [], before
+    for k in range(cfg.ranker.label_windows):
+        end = candidates.split_time(split, k * cfg.ranker.label_days)
+        start = candidates.split_time(split, (k + 1) * cfg.ranker.label_days)
+        if k:
+            upto, _ = inputs.holdout(before, end, cfg.scoring.exclusion_window_days)
+        known, window = inputs.holdout(upto, start, cfg.scoring.exclusion_window_days)
+        out.append((start, known, window))
+    return out
+
+
 def fit_ranker(cfg: Config, before: inputs.Sequences, split, vocab: list[str],
                catalog: inputs.Catalog, sasrec) -> tuple[object, dict, dict]:
-    """The DCN ranker, trained on what users did in the `ranker.label_days` before `split`,
-    with candidates and features as of the start of that window."""
+    """The DCN ranker, trained on what users did in the label windows before `split`, each
+    with candidates and features as of the start of its window."""
     import mlflow
 
     from training import candidates, ranker
 
-    start = candidates.split_time(split, cfg.ranker.label_days)
-    known, window = inputs.holdout(before, start, cfg.scoring.exclusion_window_days)
-    if not window.users:
-        raise ValueError(f"no user came back between {start.isoformat()} and "
-                         f"{split.isoformat()}: nothing to train the ranker on (land more days "
-                         f"or raise ranker.label_days)")
-    ctx = candidates.context(known, start, vocab, catalog, cfg.events.weights)
-    cands = candidates.generate(ctx, candidates.holdout_rows(ctx, window), sasrec,
-                                cfg.ranker.candidates, cfg.scoring.batch_size)
-    y, w = candidates.labels(cands, window.after, vocab, cfg.events.weights)
-    touched = sum(len({i for i, _ in steps}) for steps in window.after)
-    sizes = {"ranker_rows": len(cands), "ranker_users": len(window.users),
+    parts, ys, ws, users, touched, offset = [], [], [], 0, 0, 0
+    for start, known, window in label_windows(cfg, before, split):
+        ctx = candidates.context(known, start, vocab, catalog, cfg.events.weights)
+        cands = candidates.generate(ctx, candidates.holdout_rows(ctx, window), sasrec,
+                                    cfg.ranker.candidates, cfg.scoring.batch_size)
+        y, w = candidates.labels(cands, window.after, vocab, cfg.events.weights)
+        cands.rows = cands.rows + offset  # one user in two windows is two lists
+        offset += len(window.users)
+        parts.append(cands)
+        ys.append(y)
+        ws.append(w)
+        users += len(window.users)
+        touched += sum(len({i for i, _ in steps}) for steps in window.after)
+        log.info("ranker: window from %s: %d candidates for %d users, %d positives",
+                 start.isoformat(), len(cands), len(window.users), int(y.sum()))
+    if not users:
+        raise ValueError(f"no user came back in the {cfg.ranker.label_windows} label window(s) "
+                         f"before {split.isoformat()}: nothing to train the ranker on (land "
+                         f"more days or raise ranker.label_days)")
+    cands = candidates.concat(parts)
+    y, w = np.concatenate(ys), np.concatenate(ws)
+    sizes = {"ranker_rows": len(cands), "ranker_users": users,
              "ranker_positives": int(y.sum()),
-             "ranker_candidate_recall": round(float(y.sum()) / max(touched, 1), 4),
-             "ranker_label_start": start.isoformat()}
-    log.info("ranker: %d candidates for %d users, %d positives (candidates hold %.0f%% of "
-             "what they touched)", len(cands), len(window.users), int(y.sum()),
-             100 * sizes["ranker_candidate_recall"])
+             "ranker_candidate_recall": round(float(y.sum()) / max(touched, 1), 4)}
+    log.info("ranker: %d candidates, %d positives (candidates hold %.0f%% of what users "
+             "touched)", len(cands), int(y.sum()), 100 * sizes["ranker_candidate_recall"])
 
     def on_epoch(epoch: int, logs: dict) -> None:
         mlflow.log_metrics({f"ranker.{k}": float(v) for k, v in logs.items()}, step=epoch)
@@ -218,7 +242,7 @@ def run(cfg: Config, ds: str, force: bool = False) -> dict:
     vocab = [inputs.PAD, inputs.OOV] + items
     index = {item: i for i, item in enumerate(vocab)}
     ks = sorted(set(cfg.model.metrics_k) | {cfg.scoring.top_n})
-    label_start = candidates.split_time(split, cfg.ranker.label_days)
+    label_start = candidates.split_time(split, cfg.ranker.label_windows * cfg.ranker.label_days)
     log.info("train ds=%s: %d users before %s, %d holdout users, %d items",
              ds, len(before.users), split.isoformat(), len(hold.users), len(items))
     if not hold.users:
@@ -233,7 +257,7 @@ def run(cfg: Config, ds: str, force: bool = False) -> dict:
                            "data.holdout_users": len(hold.users),
                            "data.split": split.isoformat(), "data.ds": ds})
         t0 = time.monotonic()
-        # SASRec sees only what happened before the ranker's label window, so its scores
+        # SASRec sees only what happened before the ranker's label windows, so its scores
         # there are as honest as on the holdout and at serving time
         sasrec_before, _ = inputs.holdout(before, label_start, cfg.scoring.exclusion_window_days)
         model, history, sizes = fit(cfg, sasrec_before, index)
