@@ -34,7 +34,8 @@ POPULARITY_DAYS = 7
 
 
 def fit(cfg: Config, before: inputs.Sequences, index: dict[str, int]):
-    """Fit SASRec on the sequences before the split; 10% of users kept for early stopping."""
+    """Fit SASRec on the sequences given (those before the ranker's label windows); 10% of
+    users kept for early stopping."""
     import mlflow
 
     from training import fit as loop
