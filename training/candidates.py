@@ -28,7 +28,7 @@ import numpy as np
 
 from nightshelf import schema as S
 from training.baselines import ItemKNN
-from training.evaluate import NEG, masked
+from training.evaluate import NEG, item_user_counts, masked, popularity
 from training.inputs import Catalog, Holdout, Sequences, exclusion_mask
 
 SOURCES = ("sasrec", "covisit", "popularity", "repeat")
@@ -65,6 +65,12 @@ class Context:
     pop_7d: np.ndarray
     item_users: np.ndarray
     first_seen_days: np.ndarray   # days between the item's first event and `at`
+    # per vocabulary entry, from the catalog (the same for every batch of users)
+    never: np.ndarray             # never recommended: padding, unknown, unavailable
+    category: np.ndarray          # category (object array, "" if none)
+    category_codes: np.ndarray    # category as an integer code
+    brand_codes: np.ndarray
+    log_price: np.ndarray
 
 
 def context(seqs: Sequences, at: datetime, vocab: list[str], catalog: Catalog,
@@ -72,23 +78,25 @@ def context(seqs: Sequences, at: datetime, vocab: list[str], catalog: Catalog,
     """Item statistics and co-visitation from `seqs`, which must hold only steps before `at`."""
     index = {v: i for i, v in enumerate(vocab)}
     t_at = np.datetime64(at.replace(tzinfo=None), "us")
-    pop_1d = np.zeros(len(vocab), np.float32)
-    pop_7d = np.zeros(len(vocab), np.float32)
-    users = np.zeros(len(vocab), np.float32)
     first = np.full(len(vocab), t_at, dtype="datetime64[us]")
-    d1, d7 = t_at - np.timedelta64(1, "D"), t_at - np.timedelta64(7, "D")
     histories = []
-    for items, types, times in zip(seqs.items, seqs.types, seqs.times):
+    for items, times in zip(seqs.items, seqs.times):
         idx = np.array([index.get(i, 1) for i in items], dtype=np.int64)
-        w = np.array([weights.get(t, 1.0) for t in types], dtype=np.float32)
-        np.add.at(pop_1d, idx[times >= d1], w[times >= d1])
-        np.add.at(pop_7d, idx[times >= d7], w[times >= d7])
-        users[np.unique(idx)] += 1
         np.minimum.at(first, idx, times)
         histories.append([i for i in idx.tolist() if i > 1])
     knn = ItemKNN(len(vocab)).fit(histories)
-    return Context(at, seqs, vocab, index, catalog, weights, knn, pop_1d, pop_7d, users,
-                   _days(t_at - first))
+    category = np.array([catalog.category.get(i) or "" for i in vocab], dtype=object)
+    brand = np.array([catalog.brand.get(i) or "" for i in vocab], dtype=object)
+    price = np.array([max(catalog.price.get(i, 0.0), 0.0) for i in vocab])
+    return Context(
+        at, seqs, vocab, index, catalog, weights, knn,
+        pop_1d=popularity(seqs, index, len(vocab), at, 1, weights),
+        pop_7d=popularity(seqs, index, len(vocab), at, 7, weights),
+        item_users=item_user_counts(seqs, index), first_seen_days=_days(t_at - first),
+        never=exclusion_mask(vocab, catalog), category=category,
+        category_codes=np.unique(category.astype(str), return_inverse=True)[1],
+        brand_codes=np.unique(brand.astype(str), return_inverse=True)[1],
+        log_price=np.log1p(price))
 
 
 @dataclass
@@ -150,11 +158,10 @@ def _generate_batch(ctx: Context, rows: list[int], offset: int, sasrec: SasrecSc
     n, v = len(rows), len(vocab)
     t_at = np.datetime64(ctx.at.replace(tzinfo=None), "us")
     histories = [seqs.items[r] for r in rows]
-    base = exclusion_mask(vocab, cat)
     bought = [set(seqs.recent_purchases[r]) for r in rows]
 
     def mask(scores):
-        return masked(scores, bought, index, base, cat.repurchasable)
+        return masked(scores, bought, index, ctx.never, cat.repurchasable)
 
     # the user's own past with each item
     events = np.zeros((n, v), np.float32)
@@ -168,11 +175,6 @@ def _generate_batch(ctx: Context, rows: list[int], offset: int, sasrec: SasrecSc
     user_steps = np.zeros(n, np.float32)
     user_items = np.zeros(n, np.float32)
     user_idle = np.full(n, MAX_DAYS, np.float32)
-    item_cat = np.array([cat.category.get(i) or "" for i in vocab], dtype=object)
-    item_brand = np.array([cat.brand.get(i) or "" for i in vocab], dtype=object)
-    _, cat_codes = np.unique(item_cat.astype(str), return_inverse=True)
-    _, brand_codes = np.unique(item_brand.astype(str), return_inverse=True)
-    n_cat, n_brand = cat_codes.max() + 1, brand_codes.max() + 1
     for b, r in enumerate(rows):
         idx = np.array([index.get(i, 1) for i in seqs.items[r]], dtype=np.int64)
         if not len(idx):
@@ -187,9 +189,8 @@ def _generate_batch(ctx: Context, rows: list[int], offset: int, sasrec: SasrecSc
         was_bought[b, idx[buys]] = 1.0
         last_item[b] = idx[-1]
         user_steps[b], user_items[b], user_idle[b] = len(idx), len(set(idx.tolist())), age[-1]
-        for shares, codes, n_codes in ((cat_share, cat_codes, n_cat),
-                                       (brand_share, brand_codes, n_brand)):
-            per = np.bincount(codes[idx], weights=w, minlength=n_codes)
+        for shares, codes in ((cat_share, ctx.category_codes), (brand_share, ctx.brand_codes)):
+            per = np.bincount(codes[idx], weights=w, minlength=codes.max() + 1)
             shares[b] = per[codes] / max(per.sum(), 1e-9)
     events[:, :2] = decayed[:, :2] = 0.0
 
@@ -204,48 +205,40 @@ def _generate_batch(ctx: Context, rows: list[int], offset: int, sasrec: SasrecSc
     if sasrec is not None:  # relative to the user's best item: comparable across users
         scores["sasrec"] = scores["sasrec"] - scores["sasrec"].max(axis=1, keepdims=True)
     chosen = np.zeros((n, v), dtype=bool)
-    feats = []
+    per_source = {}  # [users, vocab]
     for name in SOURCES:
         s = mask(scores[name])
         if name == "repeat":
             s = np.where(decayed > 0, s, NEG)
         if name != "sasrec" or sasrec is not None:
             chosen |= _top(s, sizes.get(name, 0))
-        feats += [scores[name], np.log1p(_ranks(s)).astype(np.float32)]
+        per_source[f"{name}_score"] = scores[name]
+        per_source[f"{name}_log_rank"] = np.log1p(_ranks(s)).astype(np.float32)
     b_idx, i_idx = np.nonzero(chosen)
 
-    sim_last = ctx.knn.sim[last_item].toarray()
-    item_rows = {
-        "covisit_last_item": sim_last,
+    per_pair = {  # [users, vocab]
+        "covisit_last_item": ctx.knn.sim[last_item].toarray(),
         "user_item_events": np.log1p(events),
         "user_item_days_since": days_since,
         "user_item_bought": was_bought,
         "user_item_max_weight": max_weight,
+        "user_category_share": cat_share,
+        "user_brand_share": brand_share,
+        "last_item_same_category": (ctx.category[None, :] == ctx.category[last_item][:, None]),
     }
-    per_item = {
-        "item_log_users": np.log1p(ctx.item_users),
+    per_item = {  # [vocab]
+        "item_log_users": np.log1p(ctx.item_users.astype(np.float32)),
         "item_log_pop_1d": np.log1p(ctx.pop_1d),
         "item_log_pop_7d": np.log1p(ctx.pop_7d),
         "item_age_days": np.minimum(ctx.first_seen_days, MAX_DAYS),
-        "item_log_price": np.log1p(np.array([max(cat.price.get(i, 0.0), 0.0) for i in vocab])),
+        "item_log_price": ctx.log_price,
     }
     per_user = {"user_log_steps": np.log1p(user_steps), "user_log_items": np.log1p(user_items),
-                "user_days_since_last": user_idle}
-    same_cat = (item_cat[None, :] == item_cat[last_item][:, None]).astype(np.float32)
-    cols = [f[b_idx, i_idx] for f in feats]
-    for name in NUMERIC[len(cols):]:
-        if name in item_rows:
-            cols.append(item_rows[name][b_idx, i_idx])
-        elif name in per_item:
-            cols.append(per_item[name][i_idx])
-        elif name in per_user:
-            cols.append(per_user[name][b_idx])
-        elif name == "user_category_share":
-            cols.append(cat_share[b_idx, i_idx])
-        elif name == "user_brand_share":
-            cols.append(brand_share[b_idx, i_idx])
-        else:  # last_item_same_category
-            cols.append(same_cat[b_idx, i_idx])
+                "user_days_since_last": user_idle}  # [users]
+    column = {name: f[b_idx, i_idx] for name, f in {**per_source, **per_pair}.items()}
+    column.update({name: f[i_idx] for name, f in per_item.items()})
+    column.update({name: f[b_idx] for name, f in per_user.items()})
+    cols = [column[name] for name in NUMERIC]
     numeric = np.stack(cols, axis=1).astype(np.float32)
     items = [vocab[i] for i in i_idx]
     return CandidateSet(

@@ -25,7 +25,7 @@ import numpy as np
 from nightshelf.config import Config
 from training import inputs, plots
 from training.baselines import ItemKNN, als_scores
-from training.evaluate import evaluate, item_user_counts, model_scorer, popularity
+from training.evaluate import evaluate, model_scorer, popularity
 from training.tracking import SASREC_TAG, metric_key, read_record, setup_mlflow, write_record
 
 log = logging.getLogger(__name__)
@@ -272,8 +272,7 @@ def run(cfg: Config, ds: str, force: bool = False) -> dict:
 
         ctx = candidates.context(before, split, vocab, catalog, cfg.events.weights)
         rows = candidates.holdout_rows(ctx, hold)
-        item_users = item_user_counts(before, index)
-        extra = {"item_users": item_users, "n_users": len(before.users)}
+        extra = {"item_users": ctx.item_users, "n_users": len(before.users)}
         rank_report, _ = evaluate(ranker.rank(rank_model, ctx, rows, sasrec,
                                               cfg.ranker.candidates, cfg.scoring.batch_size),
                                   hold, vocab, catalog, ks, **extra)
