@@ -58,19 +58,11 @@ def list_overlap(today: dict[str, set[str]], before: dict[str, set[str]]) -> flo
                           for u in common]))
 
 
-def _parquet(folder: Path, columns: list[str]):
-    import pyarrow.dataset as pads
-
-    files = [str(p) for p in sorted(folder.glob("*.parquet"))] if folder.is_dir() else []
-    if not files:
-        return None
-    return pads.dataset(files, format="parquet").to_table(columns=columns).to_pydict()
-
-
 def _lists(folder: Path) -> tuple[dict[str, set[str]], np.ndarray] | None:
-    t = _parquet(folder, [S.USER, S.ITEM, S.SCORE])
+    t = lake.read_parquet(folder, [S.USER, S.ITEM, S.SCORE])
     if t is None:
         return None
+    t = t.to_pydict()
     lists: dict[str, set[str]] = {}
     for u, i in zip(t[S.USER], t[S.ITEM]):
         lists.setdefault(u, set()).add(i)
@@ -111,10 +103,11 @@ def checks(cfg: Config, ds: str) -> dict:
             add(f"{rate}_change", abs(a[rate] - b[rate]), d.rate_change_warn,
                 d.rate_change_fail, note=f"{b[rate]:.4f} -> {a[rate]:.4f}")
     for table, columns in FEATURES.items():
-        now = _parquet(lake.features(cfg, table, ds), columns)
-        old = _parquet(lake.features(cfg, table, prev), columns)
+        now = lake.read_parquet(lake.features(cfg, table, ds), columns)
+        old = lake.read_parquet(lake.features(cfg, table, prev), columns)
         for c in columns:
-            value = psi(np.array(old[c], float), np.array(now[c], float)) if now and old else None
+            value = (psi(np.array(old.column(c), float), np.array(now.column(c), float))
+                     if now is not None and old is not None else None)
             add(f"psi.{table}.{c}", value, d.psi_warn, d.psi_fail)
 
     now_lists = _lists(lake.staging_recommendations(cfg, ds))

@@ -90,3 +90,17 @@ def data_docs_index(cfg: Config) -> Path:
 def read_json(path: Path) -> dict | None:
     """A per-night JSON record, or None when that step has not written it."""
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def read_parquet(folder: Path, columns: list[str] | None = None):
+    """The Parquet files of one partition folder as one pyarrow Table, or None if it has none.
+
+    Reads `*.parquet` only, so `manifest.json` and `_SUCCESS` beside the data are not
+    mistaken for data files (a plain directory read trips over the manifest).
+    """
+    import pyarrow.dataset as pads
+
+    files = [str(p) for p in sorted(folder.glob("*.parquet"))] if folder.is_dir() else []
+    if not files:
+        return None
+    return pads.dataset(files, format="parquet").to_table(columns=columns)

@@ -40,14 +40,11 @@ def fingerprint(folder: Path) -> str:
 
 
 def build_manifest(cfg: Config, ds: str, staging: Path) -> dict:
-    import pyarrow.dataset as pads
-
     runs = lake.run_dir(cfg, ds)
     train, gate, score = (lake.read_json(runs / f"{n}.json") for n in ("train", "gate", "score"))
     if gate is None or score is None:
         raise FileNotFoundError(f"publish ds={ds}: gate.json or score.json missing in {runs}")
-    files = [str(p) for p in sorted(staging.glob("*.parquet"))]
-    table = pads.dataset(files, format="parquet").to_table(columns=["user_id"])
+    table = lake.read_parquet(staging, ["user_id"])
     counts = lake.read_json(lake.clean_counts(cfg, ds)) or {}
     validations = {}
     for stage in STAGES:

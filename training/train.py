@@ -180,16 +180,12 @@ def inputs_fingerprint(cfg: Config, ds: str) -> str:
     import hashlib
     import json
 
-    import pyarrow.dataset as pads
-
     from nightshelf import lake
     from nightshelf import schema as S
 
     h = hashlib.sha256()
     for table, key in (("sequences", S.USER), ("items", S.ITEM)):
-        folder = lake.features(cfg, table, ds)
-        files = [str(p) for p in sorted(folder.glob("*.parquet"))]
-        t = pads.dataset(files, format="parquet").to_table().sort_by(key)
+        t = lake.read_parquet(lake.features(cfg, table, ds)).sort_by(key)
         h.update(json.dumps(t.to_pydict(), sort_keys=True, default=str).encode())
     settings = {k: vars(getattr(cfg, k)) for k in ("model", "ranker", "scoring")}
     settings["weights"] = cfg.events.weights
