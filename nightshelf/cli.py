@@ -58,14 +58,24 @@ def cmd_generate(cfg: Config, a) -> None:
           f"{summary['users']} users under {lake.landing_events(cfg)}")
 
 
+def clean_history(cfg: Config, until: str, only_new: bool = False) -> list[str]:
+    """Clean the landed days before `until` in one Spark session (a shop's history); with
+    `only_new`, only the days never cleaned. Returns the days cleaned."""
+    days = sorted(p.name[3:] for p in lake.landing_events(cfg).glob("ds=*")
+                  if p.name < lake.part(until))
+    if only_new:
+        days = [d for d in days if not lake.clean_counts(cfg, d).exists()]
+    if days:
+        log.info("cleaning %d landed day(s) before %s (%s .. %s)", len(days), until, days[0],
+                 days[-1])
+        spark_submit(cfg, "clean", [x for d in days for x in ("--ds", d)])
+    return days
+
+
 def cmd_bootstrap(cfg: Config, a) -> None:
     """Clean every landed day before `--until` in one Spark session (a shop's history)."""
-    days = sorted(p.name[3:] for p in lake.landing_events(cfg).glob("ds=*")
-                  if p.name < lake.part(a.until))
-    if not days:
+    if not clean_history(cfg, a.until):
         print(f"nothing landed before {a.until}")
-        return
-    spark_submit(cfg, "clean", [x for d in days for x in ("--ds", d)])
 
 
 def cmd_land(cfg: Config, a) -> None:
@@ -163,13 +173,7 @@ def cmd_backfill(cfg: Config, a) -> None:
     if last < first:
         sys.exit(f"backfill: --to {a.last} is before --from {a.first}")
     nights = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
-    history = sorted(p.name[3:] for p in lake.landing_events(cfg).glob("ds=*")
-                     if p.name < lake.part(a.first)
-                     and not lake.clean_counts(cfg, p.name[3:]).exists())
-    if history:
-        log.info("backfill: cleaning %d earlier day(s) never cleaned (%s .. %s)",
-                 len(history), history[0], history[-1])
-        spark_submit(cfg, "clean", [x for d in history for x in ("--ds", d)])
+    clean_history(cfg, a.first, only_new=True)
     done = []
     for i, ds in enumerate(nights, start=1):
         log.info("backfill: night %d/%d, ds=%s", i, len(nights), ds)
