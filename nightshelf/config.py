@@ -44,6 +44,7 @@ class FeaturesConfig:
     windows_days: list[int]
     sequence_length: int
     history_days: int
+    popularity_days: int = 7
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,13 @@ def features(cfg: Config, table: str, ds: str | None = None) -> Path:
     return base / part(ds) if ds else base
 
 
+def context(cfg: Config, ds: str, *parts: str) -> Path:
+    """Item context of night `ds`: `vocab`, `points.json` (each point in time and its users),
+    and per point (`split`, `cutoff`, `window1`..) `items` (popularity, users, first seen)
+    and `neighbours` (co-visitation)."""
+    return lake(cfg, "context", part(ds), *parts)
+
+
 def recommendations(cfg: Config, ds: str | None = None) -> Path:
     base = lake(cfg, "recommendations")
     return base / part(ds) if ds else base

@@ -23,18 +23,14 @@ class ItemKNN:
         self.shrink, self.recent = shrink, recent
         self.sim: sparse.csr_matrix | None = None
 
-    def _users_by_items(self, histories: list[list[int]]) -> sparse.csr_matrix:
-        rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
-        cols = np.fromiter((i for h in histories for i in h), dtype=np.int64, count=len(rows))
-        m = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
-                              shape=(len(histories), self.vocab_size))
-        m.data[:] = 1.0  # a user counts once per item
-        return m
-
     def fit(self, histories: list[list[int]]) -> "ItemKNN":
-        x = self._users_by_items(histories)
-        x.sum_duplicates()
-        x.data[:] = 1.0
+        rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
+        items = np.fromiter((i for h in histories for i in h), dtype=np.int64, count=len(rows))
+        return self.fit_pairs(rows, items, len(histories))
+
+    def fit_pairs(self, rows: np.ndarray, items: np.ndarray, n_users: int) -> "ItemKNN":
+        """Fit on (user row, item) pairs; a user counts once per item."""
+        x = _binary(rows, items, n_users, self.vocab_size)
         co = (x.T @ x).tocsr().astype(np.float32)
         co.setdiag(0)
         co.eliminate_zeros()
@@ -42,59 +38,70 @@ class ItemKNN:
         co = co.tocoo()
         vals = co.data / (np.sqrt(n[co.row] * n[co.col]) + self.shrink)
         sim = sparse.csr_matrix((vals, (co.row, co.col)), shape=co.shape)
-        self.sim = self._top_neighbours(sim)
+        self.sim = top_neighbours(sim, self.neighbours)
         return self
 
-    def _top_neighbours(self, sim: sparse.csr_matrix) -> sparse.csr_matrix:
-        rows, cols, vals = [], [], []
-        for i in range(sim.shape[0]):
-            start, end = sim.indptr[i], sim.indptr[i + 1]
-            if end == start:
-                continue
-            v, c = sim.data[start:end], sim.indices[start:end]
-            keep = np.argsort(-v)[: self.neighbours]
-            rows.append(np.full(len(keep), i))
-            cols.append(c[keep])
-            vals.append(v[keep])
-        if not rows:
-            return sparse.csr_matrix(sim.shape, dtype=np.float32)
-        coords = (np.concatenate(rows), np.concatenate(cols))
-        return sparse.csr_matrix((np.concatenate(vals), coords), shape=sim.shape)
-
     def score(self, histories: list[list[int]]) -> np.ndarray:
-        """[n, vocab] scores for users with these histories (oldest first)."""
-        if self.sim is None:
-            raise RuntimeError("ItemKNN.score before fit")
-        recent = [h[-self.recent:] for h in histories]
-        return np.asarray((self._users_by_items(recent) @ self.sim).todense(), dtype=np.float32)
+        """[n, vocab] dense scores for users with these histories (oldest first); for small
+        batches (the benchmark), the nightly code uses `recent_scores`."""
+        rows = np.repeat(np.arange(len(histories)), [len(h[-self.recent:]) for h in histories])
+        items = np.fromiter((i for h in histories for i in h[-self.recent:]), dtype=np.int64,
+                            count=len(rows))
+        return np.asarray(recent_scores(self.sim, rows, items, len(histories)).todense(),
+                          dtype=np.float32)
 
 
-def als_scores(spark, histories: list[list[int]], weights: list[list[float]],
-               queries: list[int], vocab_size: int, *, rank: int = 32, iterations: int = 10,
-               reg: float = 0.05, alpha: float = 10.0, seed: int = 13) -> np.ndarray:
-    """Implicit-feedback ALS (Spark MLlib, Hu et al. 2008) fitted on the histories.
+def _binary(rows: np.ndarray, items: np.ndarray, n_rows: int, size: int) -> sparse.csr_matrix:
+    m = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, items)), shape=(n_rows, size))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
 
-    histories[u] / weights[u]: user u's items and event weights (summed per item as the
-    confidence); returns [len(queries), vocab] scores u . v for the users `queries` (indices
-    into histories). Items ALS never saw score 0.
+
+def recent_scores(sim: sparse.csr_matrix, rows: np.ndarray, items: np.ndarray,
+                  n_rows: int) -> sparse.csr_matrix:
+    """[n_rows, vocab] sparse: sum of sim(i, j) over each row's (distinct) items i."""
+    return (_binary(rows, items, n_rows, sim.shape[0]) @ sim).tocsr()
+
+
+def top_neighbours(sim: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
+    """Each row's k largest entries (ties: lower column first)."""
+    coo = sim.tocoo()
+    order = np.lexsort((coo.col, -coo.data, coo.row))
+    rows = coo.row[order]
+    starts = np.searchsorted(rows, rows, side="left")
+    keep = order[(np.arange(len(order)) - starts) < k]
+    return sparse.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=sim.shape)
+
+
+def als_top(spark, rows: np.ndarray, items: np.ndarray, weights: np.ndarray,
+            queries: np.ndarray, k: int, *, rank: int = 32, iterations: int = 10,
+            reg: float = 0.05, alpha: float = 10.0, seed: int = 13, extra: int = 0
+            ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Implicit-feedback ALS (Spark MLlib, Hu et al. 2008) fitted on (user row, item, weight)
+    steps, the weights summed per (user, item) as the confidence.
+
+    Returns, for each user row in `queries`, its `k + extra` best items and scores from
+    `recommendForUserSubset` (the caller masks `extra` of them at most); users ALS could not
+    place are absent.
     """
     import pandas as pd
     from pyspark.ml.recommendation import ALS
 
-    rows = {}
-    for u, (items, ws) in enumerate(zip(histories, weights)):
-        for i, w in zip(items, ws):
-            rows[(u, i)] = rows.get((u, i), 0.0) + float(w)
+    keys, inv = np.unique(rows.astype(np.int64) * (1 << 32) + items, return_inverse=True)
+    conf = np.bincount(inv, weights=weights).astype(np.float32)
     df = spark.createDataFrame(pd.DataFrame({  # through Arrow: no Python workers
-        "user": pd.array([u for u, _ in rows], "int32"),
-        "item": pd.array([i for _, i in rows], "int32"),
-        "rating": pd.array(list(rows.values()), "float32")}))
+        "user": pd.array((keys >> 32).astype(np.int32), "int32"),
+        "item": pd.array((keys & 0xFFFFFFFF).astype(np.int32), "int32"),
+        "rating": pd.array(conf, "float32")}))
     model = ALS(rank=rank, maxIter=iterations, regParam=reg, implicitPrefs=True, alpha=alpha,
                 userCol="user", itemCol="item", ratingCol="rating", seed=seed,
                 coldStartStrategy="drop").fit(df)
-    users = {r.id: np.array(r.features) for r in model.userFactors.collect()}
-    items = np.zeros((vocab_size, rank), dtype=np.float32)
-    for r in model.itemFactors.collect():
-        items[r.id] = r.features
-    q = np.stack([users.get(u, np.zeros(rank)) for u in queries]).astype(np.float32)
-    return q @ items.T
+    users = spark.createDataFrame(pd.DataFrame({"user": pd.array(
+        np.asarray(queries, np.int32), "int32")}))
+    out = {}
+    for row in model.recommendForUserSubset(users, k + extra).toLocalIterator():
+        recs = row["recommendations"]
+        out[int(row["user"])] = (np.array([r["item"] for r in recs], np.int64),
+                                 np.array([r["rating"] for r in recs], np.float32))
+    return out

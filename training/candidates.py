@@ -1,10 +1,10 @@
-"""Candidates and the ranker's features, as of a point in time.
+"""Candidates and the ranker's features for a batch of users, as of a point in time.
 
-Four sources propose items for a user, each from what was known at time `at` only:
+Four sources propose items for a user, each from what was known at `ctx.at` only:
 
 - `sasrec`: the sequence model's next-item logits for the user's history;
-- `covisit`: item-to-item co-visitation (`ItemKNN`) from the user's recent items;
-- `popularity`: event-type-weighted interactions in the 7 days before `at`;
+- `covisit`: item-to-item co-visitation from the user's recent items;
+- `popularity`: event-type-weighted interactions in the popularity window before `at`;
 - `repeat`: the user's own items again (re-views, repurchases), by recency-decayed weight.
 
 The union of each source's top items (sizes from `ranker.candidates`, after the same masks
@@ -13,27 +13,39 @@ features (each source's score and rank, the user's past with the item, the item'
 popularity, age and price, the user's activity and taste for the item's category and brand)
 and the item's category, brand and title, which the ranker embeds itself.
 
-The same code builds the ranker's training rows (as of the start of the label window), the
-holdout evaluation (as of the split) and the night's lists (as of the cutoff), so training,
-evaluation and serving cannot disagree on a feature.
+Everything is computed on (user, item) pairs that exist, never on a users x catalog array:
+the one [batch, catalog] array is SASRec's logits for the batch, cut to its top
+`RANK_DEPTH` at once. Ranks deeper than that (or, for the sparse sources, past a user's
+last scored item) are capped there. The same code builds the ranker's training rows (as of
+a label window's start), the holdout evaluation (as of the split) and the night's lists (as
+of the cutoff), so training, evaluation and serving cannot disagree on a feature.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Callable
 
 import numpy as np
 
-from nightshelf import schema as S
-from training.baselines import ItemKNN
-from training.evaluate import NEG, item_user_counts, masked, popularity
-from training.inputs import Catalog, Holdout, Sequences, exclusion_mask
+from training.baselines import recent_scores
+from training.context import ItemContext
+from training.steps import (
+    OOV,
+    PURCHASE_CODE,
+    Steps,
+    days_between,
+    grouped_rank,
+    lookup,
+    type_weights,
+)
 
 SOURCES = ("sasrec", "covisit", "popularity", "repeat")
 REPEAT_HALF_LIFE_DAYS = 3.0
 MAX_DAYS = 60.0
+RANK_DEPTH = 1024       # SASRec ranks are exact down to here, capped below
+COVISIT_RECENT = 20     # a user's most recent items that co-visitation starts from
+NEG = np.float32(-1e9)
 
 NUMERIC = (
     [f"{s}_{f}" for s in SOURCES for f in ("score", "log_rank")]
@@ -43,66 +55,13 @@ NUMERIC = (
        "user_days_since_last", "user_category_share", "user_brand_share",
        "last_item_same_category"])
 
-SasrecScorer = Callable[[list[list[str]]], np.ndarray]  # histories -> [n, vocab] logits
-
-
-def _days(delta: np.ndarray) -> np.ndarray:
-    return delta.astype("timedelta64[s]").astype(np.float64) / 86400.0
-
-
-@dataclass
-class Context:
-    """What every source knows at time `at`: the users' sequences cut there, the item
-    statistics counted from them, and the co-visitation graph fitted on them."""
-    at: datetime
-    seqs: Sequences
-    vocab: list[str]
-    index: dict[str, int]
-    catalog: Catalog
-    weights: dict[str, float]
-    knn: ItemKNN
-    pop_1d: np.ndarray
-    pop_7d: np.ndarray
-    item_users: np.ndarray
-    first_seen_days: np.ndarray   # days between the item's first event and `at`
-    # per vocabulary entry, from the catalog (the same for every batch of users)
-    never: np.ndarray             # never recommended: padding, unknown, unavailable
-    category: np.ndarray          # category (object array, "" if none)
-    category_codes: np.ndarray    # category as an integer code
-    brand_codes: np.ndarray
-    log_price: np.ndarray
-
-
-def context(seqs: Sequences, at: datetime, vocab: list[str], catalog: Catalog,
-            weights: dict[str, float]) -> Context:
-    """Item statistics and co-visitation from `seqs`, which must hold only steps before `at`."""
-    index = {v: i for i, v in enumerate(vocab)}
-    t_at = np.datetime64(at.replace(tzinfo=None), "us")
-    first = np.full(len(vocab), t_at, dtype="datetime64[us]")
-    histories = []
-    for items, times in zip(seqs.items, seqs.times):
-        idx = np.array([index.get(i, 1) for i in items], dtype=np.int64)
-        np.minimum.at(first, idx, times)
-        histories.append([i for i in idx.tolist() if i > 1])
-    knn = ItemKNN(len(vocab)).fit(histories)
-    category = np.array([catalog.category.get(i) or "" for i in vocab], dtype=object)
-    brand = np.array([catalog.brand.get(i) or "" for i in vocab], dtype=object)
-    price = np.array([max(catalog.price.get(i, 0.0), 0.0) for i in vocab])
-    return Context(
-        at, seqs, vocab, index, catalog, weights, knn,
-        pop_1d=popularity(seqs, index, len(vocab), at, 1, weights),
-        pop_7d=popularity(seqs, index, len(vocab), at, 7, weights),
-        item_users=item_user_counts(seqs, index), first_seen_days=_days(t_at - first),
-        never=exclusion_mask(vocab, catalog), category=category,
-        category_codes=np.unique(category.astype(str), return_inverse=True)[1],
-        brand_codes=np.unique(brand.astype(str), return_inverse=True)[1],
-        log_price=np.log1p(price))
+SasrecScorer = Callable[[Steps], np.ndarray]  # a batch -> [n, V] logits over ctx.vocab
 
 
 @dataclass
 class CandidateSet:
-    """One row per (user, candidate item): `rows` index the users asked for."""
-    rows: np.ndarray              # [N] position in the user list passed to `generate`
+    """One row per (user, candidate item): `rows` index the users of the batch."""
+    rows: np.ndarray              # [N] position in the batch
     items: np.ndarray             # [N] vocabulary index
     numeric: np.ndarray           # [N, len(NUMERIC)] float32
     category: np.ndarray          # [N] str
@@ -122,168 +81,202 @@ class CandidateSet:
                             self.category[keep], self.brand[keep], self.title[keep])
 
 
-def _ranks(scores: np.ndarray) -> np.ndarray:
-    """Rank (0 = best) of every column within its row."""
-    order = np.argsort(-scores, axis=1, kind="stable")
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(scores.shape[1])[None, :], axis=1)
-    return ranks
-
-
-def _top(scores: np.ndarray, k: int) -> np.ndarray:
-    """Boolean [n, vocab]: each row's k best columns that are not masked out."""
-    k = min(k, scores.shape[1])
-    out = np.zeros(scores.shape, dtype=bool)
-    if k <= 0:
-        return out
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    np.put_along_axis(out, part, True, axis=1)
-    return out & (scores > NEG / 2)
-
-
-def generate(ctx: Context, rows: list[int], sasrec: SasrecScorer | None,
-             sizes: dict[str, int], batch_size: int = 512) -> CandidateSet:
-    """Candidates and features for the users at positions `rows` of `ctx.seqs`."""
-    parts = [_generate_batch(ctx, rows[s:s + batch_size], s, sasrec, sizes)
-             for s in range(0, len(rows), batch_size)]
-    if not parts:
-        return CandidateSet(np.zeros(0, np.int64), np.zeros(0, np.int64),
-                            np.zeros((0, len(NUMERIC)), np.float32), *(np.zeros(0, str),) * 3)
-    return concat(parts)
-
-
-def _generate_batch(ctx: Context, rows: list[int], offset: int, sasrec: SasrecScorer | None,
-                    sizes: dict[str, int]) -> CandidateSet:
-    seqs, vocab, index, cat = ctx.seqs, ctx.vocab, ctx.index, ctx.catalog
-    n, v = len(rows), len(vocab)
-    t_at = np.datetime64(ctx.at.replace(tzinfo=None), "us")
-    histories = [seqs.items[r] for r in rows]
-    bought = [set(seqs.recent_purchases[r]) for r in rows]
-
-    def mask(scores):
-        return masked(scores, bought, index, ctx.never, cat.repurchasable)
-
-    # the user's own past with each item
-    events = np.zeros((n, v), np.float32)
-    decayed = np.zeros((n, v), np.float32)
-    days_since = np.full((n, v), MAX_DAYS, np.float32)
-    was_bought = np.zeros((n, v), np.float32)
-    max_weight = np.zeros((n, v), np.float32)
-    cat_share = np.zeros((n, v), np.float32)
-    brand_share = np.zeros((n, v), np.float32)
-    last_item = np.ones(n, np.int64)
-    user_steps = np.zeros(n, np.float32)
-    user_items = np.zeros(n, np.float32)
-    user_idle = np.full(n, MAX_DAYS, np.float32)
-    for b, r in enumerate(rows):
-        idx = np.array([index.get(i, 1) for i in seqs.items[r]], dtype=np.int64)
-        if not len(idx):
-            continue
-        w = np.array([ctx.weights.get(t, 1.0) for t in seqs.types[r]], np.float32)
-        age = np.minimum(_days(t_at - seqs.times[r]), MAX_DAYS).astype(np.float32)
-        np.add.at(events[b], idx, 1.0)
-        np.add.at(decayed[b], idx, w * np.power(0.5, age / REPEAT_HALF_LIFE_DAYS))
-        np.minimum.at(days_since[b], idx, age)
-        np.maximum.at(max_weight[b], idx, w)
-        buys = np.array([t == S.PURCHASE for t in seqs.types[r]])
-        was_bought[b, idx[buys]] = 1.0
-        last_item[b] = idx[-1]
-        user_steps[b], user_items[b], user_idle[b] = len(idx), len(set(idx.tolist())), age[-1]
-        for shares, codes in ((cat_share, ctx.category_codes), (brand_share, ctx.brand_codes)):
-            per = np.bincount(codes[idx], weights=w, minlength=codes.max() + 1)
-            shares[b] = per[codes] / max(per.sum(), 1e-9)
-    events[:, :2] = decayed[:, :2] = 0.0
-
-    scores = {
-        "sasrec": (np.asarray(sasrec(histories), np.float32) if sasrec is not None
-                   else np.zeros((n, v), np.float32)),
-        "covisit": ctx.knn.score([[i for i in (index.get(x, 1) for x in h) if i > 1]
-                                  for h in histories]),
-        "popularity": np.tile(np.log1p(ctx.pop_7d), (n, 1)),
-        "repeat": decayed,
-    }
-    if sasrec is not None:  # relative to the user's best item: comparable across users
-        scores["sasrec"] = scores["sasrec"] - scores["sasrec"].max(axis=1, keepdims=True)
-    chosen = np.zeros((n, v), dtype=bool)
-    per_source = {}  # [users, vocab]
-    for name in SOURCES:
-        s = mask(scores[name])
-        if name == "repeat":
-            s = np.where(decayed > 0, s, NEG)
-        if name != "sasrec" or sasrec is not None:
-            chosen |= _top(s, sizes.get(name, 0))
-        per_source[f"{name}_score"] = scores[name]
-        per_source[f"{name}_log_rank"] = np.log1p(_ranks(s)).astype(np.float32)
-    b_idx, i_idx = np.nonzero(chosen)
-
-    per_pair = {  # [users, vocab]
-        "covisit_last_item": ctx.knn.sim[last_item].toarray(),
-        "user_item_events": np.log1p(events),
-        "user_item_days_since": days_since,
-        "user_item_bought": was_bought,
-        "user_item_max_weight": max_weight,
-        "user_category_share": cat_share,
-        "user_brand_share": brand_share,
-        "last_item_same_category": (ctx.category[None, :] == ctx.category[last_item][:, None]),
-    }
-    per_item = {  # [vocab]
-        "item_log_users": np.log1p(ctx.item_users.astype(np.float32)),
-        "item_log_pop_1d": np.log1p(ctx.pop_1d),
-        "item_log_pop_7d": np.log1p(ctx.pop_7d),
-        "item_age_days": np.minimum(ctx.first_seen_days, MAX_DAYS),
-        "item_log_price": ctx.log_price,
-    }
-    per_user = {"user_log_steps": np.log1p(user_steps), "user_log_items": np.log1p(user_items),
-                "user_days_since_last": user_idle}  # [users]
-    column = {name: f[b_idx, i_idx] for name, f in {**per_source, **per_pair}.items()}
-    column.update({name: f[i_idx] for name, f in per_item.items()})
-    column.update({name: f[b_idx] for name, f in per_user.items()})
-    cols = [column[name] for name in NUMERIC]
-    numeric = np.stack(cols, axis=1).astype(np.float32)
-    items = [vocab[i] for i in i_idx]
-    return CandidateSet(
-        rows=b_idx.astype(np.int64) + offset, items=i_idx.astype(np.int64), numeric=numeric,
-        category=np.array([cat.category.get(i) or "" for i in items], dtype=str),
-        brand=np.array([cat.brand.get(i) or "" for i in items], dtype=str),
-        title=np.array([cat.title.get(i) or "" for i in items], dtype=str))
-
-
 def concat(parts: list[CandidateSet]) -> CandidateSet:
     """One candidate set from several (their `rows` must not collide)."""
     return CandidateSet(*(np.concatenate(cols) for cols in zip(*(
         (p.rows, p.items, p.numeric, p.category, p.brand, p.title) for p in parts))))
 
 
-def labels(cands: CandidateSet, after: list[list[tuple[str, str]]], vocab: list[str],
+def masked_keys(ctx: ItemContext, steps: Steps) -> np.ndarray:
+    """Sorted row * V + item of each user's recent purchases that may not come back."""
+    rows = steps.bought_rows()
+    keep = ~ctx.repurchasable[steps.bought]
+    return np.unique(rows[keep] * ctx.size + steps.bought[keep])
+
+
+def allowed(ctx: ItemContext, masked: np.ndarray, rows: np.ndarray,
+            items: np.ndarray) -> np.ndarray:
+    """May item `items[k]` be recommended to user `rows[k]`?"""
+    return ~ctx.never[items] & ~np.isin(rows * ctx.size + items, masked)
+
+
+def recent_items(steps: Steps, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, items) of each user's last `n` known items (unknown ones skipped)."""
+    rows, items = steps.step_rows(), steps.items.astype(np.int64)
+    valid = items > OOV
+    rows, items = rows[valid], items[valid]
+    counts = np.bincount(rows, minlength=len(steps))
+    ends = np.cumsum(counts)
+    keep = (ends[rows] - np.arange(len(rows))) <= n
+    return rows[keep], items[keep]
+
+
+class _Pairs:
+    """Per-(user, item) values of one source or aggregate, looked up by key."""
+
+    def __init__(self, size: int, rows: np.ndarray, items: np.ndarray, values: np.ndarray):
+        keys = rows.astype(np.int64) * size + items
+        order = np.argsort(keys, kind="stable")
+        self.size, self.keys, self.values = size, keys[order], values[order]
+
+    def get(self, rows: np.ndarray, items: np.ndarray, default) -> np.ndarray:
+        return lookup(self.keys, self.values, rows.astype(np.int64) * self.size + items,
+                      default)
+
+
+def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
+             sizes: dict[str, int]) -> CandidateSet:
+    """Candidates and features for the users of `steps` (their steps before `ctx.at`)."""
+    n, size = len(steps), ctx.size
+    masked = masked_keys(ctx, steps)
+    rows = steps.step_rows()
+    items = steps.items.astype(np.int64)
+    w = type_weights(ctx.weights)[steps.types]
+    age = np.minimum(days_between(ctx.t_at, steps.times), MAX_DAYS).astype(np.float32)
+
+    # the user's own past with each item
+    valid = items > OOV
+    ui_keys, inv = np.unique(rows[valid] * size + items[valid], return_inverse=True)
+    ui_rows, ui_items = ui_keys // size, ui_keys % size
+    count = np.bincount(inv, minlength=len(ui_keys)).astype(np.float32)
+    recency = np.power(0.5, age[valid] / REPEAT_HALF_LIFE_DAYS)
+    decayed = np.bincount(inv, weights=w[valid] * recency,
+                          minlength=len(ui_keys)).astype(np.float32)
+    since = np.full(len(ui_keys), MAX_DAYS, np.float32)
+    np.minimum.at(since, inv, age[valid])
+    max_w = np.zeros(len(ui_keys), np.float32)
+    np.maximum.at(max_w, inv, w[valid])
+    bought = np.zeros(len(ui_keys), np.float32)
+    np.maximum.at(bought, inv, (steps.types[valid] == PURCHASE_CODE).astype(np.float32))
+
+    # per user
+    lengths = steps.lengths
+    has = lengths > 0
+    last_pos = np.maximum(steps.ptr[1:] - 1, 0)
+    last_item = np.where(has, items[last_pos] if len(items) else OOV, OOV)
+    user_items = np.bincount(np.unique(rows * size + items) // size, minlength=n)
+    user_idle = np.where(has, age[last_pos] if len(age) else MAX_DAYS, MAX_DAYS)
+    shares = {}
+    for name, codes in (("category", ctx.category_codes), ("brand", ctx.brand_codes)):
+        n_codes = int(codes.max()) + 1
+        per = np.bincount(rows * n_codes + codes[items], weights=w, minlength=n * n_codes)
+        total = np.bincount(rows, weights=w, minlength=n)
+        keys = np.nonzero(per)[0]
+        shares[name] = (n_codes, keys, (per[keys] / np.maximum(total[keys // n_codes], 1e-9))
+                        .astype(np.float32))
+
+    chosen_rows, chosen_items = [], []
+
+    def choose(source: str, r: np.ndarray, i: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """Ranks of the allowed entries (r, i, s); the source's top entries become candidates."""
+        ranks = grouped_rank(r, s, i)
+        pick = ranks < sizes.get(source, 0)
+        chosen_rows.append(r[pick])
+        chosen_items.append(i[pick])
+        return ranks
+
+    # sasrec: the batch's logits, cut to each user's top RANK_DEPTH allowed items
+    if sasrec is not None and n:
+        logits = np.asarray(sasrec(steps), np.float32)
+        rel = logits - logits.max(axis=1, keepdims=True)
+        allowed_logits = np.where(ctx.never[None, :], NEG, rel)
+        m_rows, m_items = masked // size, masked % size
+        allowed_logits[m_rows, m_items] = NEG
+        depth = min(RANK_DEPTH, size)
+        top = np.argpartition(-allowed_logits, depth - 1, axis=1)[:, :depth]
+        r = np.repeat(np.arange(n), depth)
+        i = top.ravel().astype(np.int64)
+        s = allowed_logits[r, i]
+        ok = s > NEG / 2
+        sasrec_rank = _Pairs(size, r[ok], i[ok], choose("sasrec", r[ok], i[ok], s[ok]))
+    else:
+        rel, sasrec_rank = None, _Pairs(size, *(np.zeros(0, np.int64),) * 3)
+
+    # co-visitation from the user's recent items
+    rr, ri = recent_items(steps, COVISIT_RECENT)
+    cov = recent_scores(ctx.sim, rr, ri, n).tocoo()
+    c_rows, c_items, c_vals = cov.row.astype(np.int64), cov.col.astype(np.int64), cov.data
+    covisit = _Pairs(size, c_rows, c_items, c_vals.astype(np.float32))
+    ok = allowed(ctx, masked, c_rows, c_items) & (c_vals > 0)
+    covisit_rank = _Pairs(size, c_rows[ok], c_items[ok],
+                          choose("covisit", c_rows[ok], c_items[ok], c_vals[ok]))
+    covisit_depth = np.bincount(c_rows[ok], minlength=n)
+
+    # popularity: the global order, less each user's masked items
+    head = ctx.pop_order[:sizes.get("popularity", 0) + np.diff(steps.bought_ptr).max(
+        initial=0)]
+    head = head[ctx.pop_7d[head] > 0]
+    pr, pi = np.repeat(np.arange(n), len(head)), np.tile(head, n)
+    ok = allowed(ctx, masked, pr, pi)
+    choose("popularity", pr[ok], pi[ok], -ctx.pop_rank[pi[ok]].astype(np.float64))
+
+    # repeat: the user's own items by recency-decayed weight
+    ok = allowed(ctx, masked, ui_rows, ui_items) & (decayed > 0)
+    repeat_rank = _Pairs(size, ui_rows[ok], ui_items[ok],
+                         choose("repeat", ui_rows[ok], ui_items[ok], decayed[ok]))
+    repeat_depth = np.bincount(ui_rows[ok], minlength=n)
+
+    keys = np.unique(np.concatenate(chosen_rows) * size + np.concatenate(chosen_items))
+    cr, ci = keys // size, keys % size
+    own = _Pairs(size, ui_rows, ui_items, np.arange(len(ui_keys)))
+    at = own.get(cr, ci, -1)
+    mine = at >= 0
+
+    def own_value(values, default):
+        return np.where(mine, values[np.maximum(at, 0)] if len(values) else default, default)
+
+    def share(name):
+        n_codes, k, v = shares[name]
+        code = (ctx.category_codes if name == "category" else ctx.brand_codes)[ci]
+        return lookup(k, v, cr * n_codes + code, 0.0)
+
+    features = {
+        "sasrec_score": rel[cr, ci] if rel is not None else np.zeros(len(cr), np.float32),
+        "sasrec_log_rank": np.log1p(sasrec_rank.get(cr, ci, RANK_DEPTH if rel is not None
+                                                    else 0)),
+        "covisit_score": covisit.get(cr, ci, 0.0),
+        "covisit_log_rank": covisit_rank.get(cr, ci, -1),
+        "popularity_score": np.log1p(ctx.pop_7d[ci]),
+        "popularity_log_rank": np.log1p(ctx.pop_rank[ci]),
+        "repeat_score": own_value(decayed, 0.0),
+        "repeat_log_rank": repeat_rank.get(cr, ci, -1),
+        "covisit_last_item": lookup(ctx.sim_keys, ctx.sim_vals, last_item[cr] * size + ci,
+                                    0.0),
+        "user_item_events": np.log1p(own_value(count, 0.0)),
+        "user_item_days_since": own_value(since, MAX_DAYS),
+        "user_item_bought": own_value(bought, 0.0),
+        "user_item_max_weight": own_value(max_w, 0.0),
+        "item_log_users": np.log1p(ctx.item_users[ci].astype(np.float32)),
+        "item_log_pop_1d": np.log1p(ctx.pop_1d[ci]),
+        "item_log_pop_7d": np.log1p(ctx.pop_7d[ci]),
+        "item_age_days": np.minimum(ctx.first_seen_days[ci], MAX_DAYS),
+        "item_log_price": ctx.log_price[ci],
+        "user_log_steps": np.log1p(lengths[cr].astype(np.float32)),
+        "user_log_items": np.log1p(user_items[cr].astype(np.float32)),
+        "user_days_since_last": user_idle[cr],
+        "user_category_share": share("category"),
+        "user_brand_share": share("brand"),
+        "last_item_same_category": (ctx.category_codes[ci]
+                                    == ctx.category_codes[last_item[cr]]),
+    }
+    # a sparse source's rank for an item it did not score: just past its last scored item
+    for name, depth in (("covisit", covisit_depth), ("repeat", repeat_depth)):
+        col = features[f"{name}_log_rank"]
+        features[f"{name}_log_rank"] = np.log1p(np.where(col < 0, depth[cr], col))
+    numeric = np.stack([np.asarray(features[k], np.float32) for k in NUMERIC], axis=1)
+    return CandidateSet(rows=cr, items=ci, numeric=numeric,
+                        category=ctx.category[ci].astype(str),
+                        brand=ctx.brand[ci].astype(str), title=ctx.title[ci].astype(str))
+
+
+def labels(cands: CandidateSet, after: Steps, size: int,
            weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
     """(label, sample weight) per candidate: 1 if the user touched the item in the label
-    window, weighted by the strongest event type there (a purchase counts 5 views); 0 with
-    weight 1 otherwise. `after[row]` lists the (item, type) steps of the user at `row`."""
-    best: list[dict[str, float]] = []
-    for steps in after:
-        d: dict[str, float] = {}
-        for item, etype in steps:
-            d[item] = max(d.get(item, 0.0), weights.get(etype, 1.0))
-        best.append(d)
-    w = np.array([best[r].get(vocab[i], 0.0) for r, i in zip(cands.rows, cands.items)],
-                 dtype=np.float32)
-    return (w > 0).astype(np.float32), np.where(w > 0, w, 1.0).astype(np.float32)
-
-
-def score_matrix(cands: CandidateSet, scores: np.ndarray, n_users: int,
-                 vocab_size: int) -> np.ndarray:
-    """[n_users, vocab] with each candidate's score and NEG everywhere else."""
-    out = np.full((n_users, vocab_size), NEG, dtype=np.float32)
-    out[cands.rows, cands.items] = scores
-    return out
-
-
-def split_time(split: datetime, label_days: int) -> datetime:
-    """Start of the ranker's label window: `label_days` before the holdout split."""
-    return split - timedelta(days=label_days)
-
-
-def holdout_rows(ctx: Context, hold: Holdout) -> list[int]:
-    """Positions in `ctx.seqs` of the holdout's users."""
-    row = {u: r for r, u in enumerate(ctx.seqs.users)}
-    return [row[u] for u in hold.users]
+    window (`after`, rows aligned with the candidates' batch), weighted by the strongest
+    event type there (a purchase counts 5 views); 0 with weight 1 otherwise."""
+    w = type_weights(weights)[after.types]
+    keys, inv = np.unique(after.step_rows() * size + after.items, return_inverse=True)
+    best = np.zeros(len(keys), np.float32)
+    np.maximum.at(best, inv, w)
+    got = lookup(keys, best, cands.rows * size + cands.items, 0.0).astype(np.float32)
+    return (got > 0).astype(np.float32), np.where(got > 0, got, 1.0).astype(np.float32)

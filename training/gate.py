@@ -13,10 +13,8 @@ import logging
 
 from nightshelf.config import Config
 from training import inputs
-from training.evaluate import aligned_scorer, evaluate
 from training.tracking import (
     CHAMPION,
-    SASREC_TAG,
     metric_key,
     read_record,
     setup_mlflow,
@@ -62,37 +60,18 @@ def current_champion(client, name: str):
         return None
 
 
-def load_registered(cfg: Config, name: str, version: str):
-    """(ranker, SASRec scoring model) of a registered ranker version."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    import training.model  # noqa: F401  (registers the custom layers for loading)
-    import training.ranker  # noqa: F401
-
-    ranker = mlflow.keras.load_model(f"models:/{name}/{version}")
-    tags = MlflowClient().get_model_version(name, version).tags
-    if SASREC_TAG not in tags:
-        raise ValueError(f"registered model {name} v{version} has no {SASREC_TAG!r} tag: it "
-                         f"was not registered by this version of training.train (retrain)")
-    sasrec = mlflow.keras.load_model(f"models:/{cfg.model.name}/{tags[SASREC_TAG]}")
-    return ranker, sasrec
-
-
 def evaluate_registered(cfg: Config, ds: str, name: str, version: str) -> dict:
     """Metrics of a registered ranker version on this night's holdout."""
-    from training import candidates, ranker
+    from training import holdout, ranker
+    from training.serve import load_registered, sasrec_scorer
 
     rank_model, sasrec_model = load_registered(cfg, name, version)
-    catalog, seqs, split, before, hold = inputs.night_holdout(cfg, ds)
-    vocab = [inputs.PAD, inputs.OOV] + inputs.vocabulary(seqs, catalog)
-    sasrec = aligned_scorer(sasrec_model, vocab, cfg.model.max_len, cfg.scoring.batch_size)
-    ctx = candidates.context(before, split, vocab, catalog, cfg.events.weights)
-    scores = ranker.rank(rank_model, ctx, candidates.holdout_rows(ctx, hold), sasrec,
-                         cfg.ranker.candidates, cfg.scoring.batch_size)
-    ks = sorted(set(cfg.model.metrics_k) | {cfg.scoring.top_n})
-    report, _ = evaluate(scores, hold, vocab, catalog, ks)
-    return report
+    night = inputs.night_holdout(cfg, ds)
+    sasrec = sasrec_scorer(sasrec_model, night.vocab, cfg.model.max_len, cfg.scoring.batch_size)
+    ctx = holdout.item_context(cfg, night.before, night.split, night.vocab, night.catalog)
+    sizes = cfg.ranker.candidates
+    model = {"ranker": lambda c, s, k: ranker.top_lists(rank_model, c, s, sasrec, sizes, k)}
+    return holdout.evaluate(cfg, night, ctx, model, cfg.scoring.batch_size)["ranker"]
 
 
 def run(cfg: Config, ds: str, force: bool = False) -> dict:

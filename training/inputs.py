@@ -1,4 +1,4 @@
-"""Feature tables (Parquet) -> arrays for the sequence model, and the time-based holdout."""
+"""Feature tables (Parquet) -> the catalog, the vocabulary, users' steps and the holdout."""
 
 from __future__ import annotations
 
@@ -6,50 +6,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from nightshelf import lake
 from nightshelf import schema as S
 from nightshelf.config import Config
+from training.context import Catalog, from_tables
+from training.steps import Steps, from_arrow, type_weights
 
 PAD, OOV = "", "[UNK]"  # StringLookup's mask and out-of-vocabulary tokens
 
 
-@dataclass
-class Catalog:
-    item_ids: list[str]
-    title: dict[str, str]
-    category: dict[str, str]
-    available: set[str]
-    repurchasable: set[str]
-    brand: dict[str, str]
-    price: dict[str, float]
-
-
-@dataclass
-class Sequences:
-    """Users' item sequences as of the cutoff (oldest first)."""
-    users: list[str]
-    items: list[list[str]]
-    types: list[list[str]]
-    times: list[np.ndarray]           # datetime64[us] per step
-    recent_purchases: list[list[str]]
-
-
-@dataclass
-class Holdout:
-    """What users did after the split, and what they had done before it."""
-    users: list[str]
-    history: list[list[str]]          # steps before the split (model input)
-    targets: list[set[str]]           # distinct items interacted with after the split
-    bought_before: list[set[str]]     # purchases in the exclusion window before the split
-    after: list[list[tuple[str, str]]]  # (item, event type) steps after the split
-
-
 def load_catalog(cfg: Config, ds: str) -> Catalog:
-    t = pq.read_table(lake.features(cfg, "items", ds),
-                      columns=[S.ITEM, S.TITLE, S.CATEGORY, S.BRAND, S.PRICE, S.AVAILABLE,
-                               S.REPURCHASABLE])
+    t = lake.read_parquet(lake.features(cfg, "items", ds),
+                          columns=[S.ITEM, S.TITLE, S.CATEGORY, S.BRAND, S.PRICE, S.AVAILABLE,
+                                   S.REPURCHASABLE])
     d = t.to_pydict()
     return Catalog(
         item_ids=d[S.ITEM], title=dict(zip(d[S.ITEM], d[S.TITLE])),
@@ -60,57 +30,56 @@ def load_catalog(cfg: Config, ds: str) -> Catalog:
         price={i: float(p) for i, p in zip(d[S.ITEM], d[S.PRICE]) if p is not None})
 
 
-def load_sequences(cfg: Config, ds: str) -> Sequences:
-    t = pq.read_table(lake.features(cfg, "sequences", ds))
-    d = t.to_pydict()
-    times = [np.array(x, dtype="datetime64[us]") for x in
-             t.column(S.SEQ_TIMES).to_pylist()]
-    return Sequences(d[S.USER], d[S.SEQ_ITEMS], d[S.SEQ_TYPES], times, d[S.RECENT_PURCHASES])
+def sequences_table(cfg: Config, ds: str):
+    return lake.read_parquet(lake.features(cfg, "sequences", ds))
 
 
-def vocabulary(seqs: Sequences, catalog: Catalog) -> list[str]:
-    """Item vocabulary: catalog items and items seen in sequences, sorted (deterministic)."""
-    seen = {i for s in seqs.items for i in s}
-    return sorted(seen | set(catalog.item_ids))
+def vocabulary(sequences, catalog: Catalog) -> np.ndarray:
+    """[PAD, OOV] + the catalog's items and the items seen in sequences, sorted."""
+    import pyarrow.compute as pc
+
+    seen = pc.unique(pc.list_flatten(sequences.column(S.SEQ_ITEMS))).to_pylist()
+    items = sorted(set(seen) | set(catalog.item_ids))
+    return np.array([PAD, OOV] + items, dtype=object)
+
+
+def load_steps(sequences, vocab: np.ndarray) -> Steps:
+    import pyarrow as pa
+
+    return from_arrow(sequences, pa.array(list(vocab), pa.string()))
 
 
 def split_time(cfg: Config, ds: str) -> datetime:
     return lake.cutoff(ds) - timedelta(days=cfg.model.holdout_days)
 
 
-def holdout(seqs: Sequences, split: datetime, exclusion_days: int) -> tuple[Sequences, Holdout]:
-    """Cut every sequence at `split`: before it trains the model, after it is the holdout."""
-    t_split = np.datetime64(split.replace(tzinfo=None), "us")
-    t_excl = t_split - np.timedelta64(exclusion_days, "D")
-    before = Sequences([], [], [], [], [])
-    hold = Holdout([], [], [], [], [])
-    for u, items, types, times in zip(seqs.users, seqs.items, seqs.types, seqs.times):
-        k = int(np.searchsorted(times, t_split, side="left"))
-        if k == 0:
-            continue
-        bought = {i for i, ty, tm in zip(items[:k], types[:k], times[:k])
-                  if ty == S.PURCHASE and tm >= t_excl}
-        before.users.append(u)
-        before.items.append(items[:k])
-        before.types.append(types[:k])
-        before.times.append(times[:k])
-        before.recent_purchases.append(sorted(bought))
-        if k < len(items):
-            hold.users.append(u)
-            hold.history.append(items[:k])
-            hold.targets.append(set(items[k:]))
-            hold.bought_before.append(bought)
-            hold.after.append(list(zip(items[k:], types[k:])))
-    return before, hold
+@dataclass
+class Night:
+    """A night's inputs cut at the holdout split: `before` holds every user's steps before
+    `split`; `after` (rows aligned with `before`) what they did from the split on."""
+    catalog: Catalog
+    vocab: np.ndarray
+    steps: Steps
+    split: datetime
+    before: Steps
+    after: Steps
+
+    @property
+    def holdout_rows(self) -> np.ndarray:
+        """Rows of `before` of the users who came back after the split."""
+        return np.nonzero(self.after.lengths > 0)[0]
 
 
-def night_holdout(cfg: Config, ds: str) -> tuple[Catalog, Sequences, datetime, Sequences,
-                                                 Holdout]:
-    """The night's (catalog, sequences, split time, sequences before the split, holdout):
-    built one way, so the gate scores the champion on exactly the challenger's holdout."""
-    catalog, seqs, split = load_catalog(cfg, ds), load_sequences(cfg, ds), split_time(cfg, ds)
-    before, hold = holdout(seqs, split, cfg.scoring.exclusion_window_days)
-    return catalog, seqs, split, before, hold
+def night_holdout(cfg: Config, ds: str) -> Night:
+    """The night's inputs, built one way, so the gate scores the champion on exactly the
+    challenger's holdout."""
+    catalog = load_catalog(cfg, ds)
+    table = sequences_table(cfg, ds)
+    vocab = vocabulary(table, catalog)
+    steps = load_steps(table, vocab)
+    split = split_time(cfg, ds)
+    before, after = steps.cut(split, cfg.scoring.exclusion_window_days)
+    return Night(catalog, vocab, steps, split, before, after)
 
 
 def pad_left(rows: list[list[int]], length: int) -> np.ndarray:
@@ -122,30 +91,46 @@ def pad_left(rows: list[list[int]], length: int) -> np.ndarray:
     return out
 
 
-def next_item_arrays(seqs: Sequences, index: dict[str, int], max_len: int,
-                     weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(inputs, targets, sample weights), each [n, max_len]: predict step t+1 from steps <= t.
+def next_item_arrays(steps: Steps, max_len: int, weights: dict[str, float]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inputs, targets, sample weights), each [n, max_len]: predict step t+1 from steps <= t,
+    for the users with two or more steps.
 
     Targets are weighted by their event type (a purchase teaches more than a view); padded
     positions have weight 0.
     """
-    xs, ys, ws = [], [], []
-    for items, types in zip(seqs.items, seqs.types):
-        ids = [index.get(i, 1) for i in items][-(max_len + 1):]
-        tw = [weights.get(t, 1.0) for t in types][-(max_len + 1):]
-        if len(ids) < 2:
-            continue
-        xs.append(ids[:-1])
-        ys.append(ids[1:])
-        ws.append(tw[1:])
-    x, y = pad_left(xs, max_len), pad_left(ys, max_len)
-    w = np.zeros_like(x, dtype=np.float32)
-    for r, row in enumerate(ws):
-        w[r, max_len - len(row):] = row
+    users = steps.take(np.nonzero(steps.lengths >= 2)[0])
+    ids = users.padded(max_len + 1)
+    tw = users.padded(max_len + 1, type_weights(weights)[users.types])
+    x, y, w = ids[:, :-1], ids[:, 1:].copy(), tw[:, 1:].astype(np.float32)
+    y[x == 0] = 0  # a user's first item has nothing before it to be predicted from
     w[y <= 1] = 0.0  # never learn to predict padding or out-of-vocabulary
-    return x, y, w
+    return np.ascontiguousarray(x), np.ascontiguousarray(y), np.ascontiguousarray(w)
 
 
-def exclusion_mask(vocab: list[str], catalog: Catalog) -> np.ndarray:
-    """True for vocabulary entries that may never be recommended (padding, OOV, unavailable)."""
-    return np.array([i in (PAD, OOV) or i not in catalog.available for i in vocab])
+def night_vocab(cfg: Config, ds: str) -> np.ndarray:
+    """The night's vocabulary as the context job wrote it, with padding and unknown first."""
+    t = lake.read_parquet(lake.context(cfg, ds, "vocab"), columns=[S.ITEM])
+    if t is None:
+        raise FileNotFoundError(f"no vocabulary in {lake.context(cfg, ds, 'vocab')}: run the "
+                                f"context job for ds={ds} first")
+    return np.array([PAD, OOV] + t.column(S.ITEM).to_pylist(), dtype=object)
+
+
+def points(cfg: Config, ds: str) -> dict[str, dict]:
+    """{point: {"at": datetime, "users": n}} as the context job wrote them."""
+    data = lake.read_json(lake.context(cfg, ds, "points.json"))
+    if data is None:
+        raise FileNotFoundError(f"{lake.context(cfg, ds, 'points.json')} is missing: run the "
+                                f"context job for ds={ds} first")
+    return {k: {"at": datetime.fromisoformat(v["at"]), "users": v["users"]}
+            for k, v in data.items()}
+
+
+def load_context(cfg: Config, ds: str, point: str, vocab: np.ndarray, catalog: Catalog):
+    """The item context of night `ds` as of `point`, from the context job's tables."""
+    where = points(cfg, ds)[point]
+    items = lake.read_parquet(lake.context(cfg, ds, point, "items"))
+    neighbours = lake.read_parquet(lake.context(cfg, ds, point, "neighbours"))
+    return from_tables(items, neighbours, where["at"], vocab, catalog, cfg.events.weights,
+                       where["users"])

@@ -14,53 +14,36 @@ def hits_matrix(ranked: np.ndarray, relevant: list[set[int]]) -> np.ndarray:
     return np.array([[i in rel for i in row] for row, rel in zip(ranked, relevant)], dtype=bool)
 
 
-def hit_rate(hits: np.ndarray, k: int) -> float:
-    """Share of users with at least one relevant item in their top k."""
-    return float(hits[:, :k].any(axis=1).mean())
-
-
-def recall(hits: np.ndarray, relevant: list[set[int]], k: int) -> float:
-    """Relevant items found in the top k over all relevant items (at most k), per user."""
-    n_rel = np.array([len(r) for r in relevant], dtype=float)
-    return float((hits[:, :k].sum(axis=1) / np.minimum(n_rel, k)).mean())
-
-
-def ndcg(hits: np.ndarray, relevant: list[set[int]], k: int) -> float:
-    """DCG of the top k over the DCG of a perfect list, with discounts 1/log2(rank + 1)."""
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = (hits[:, :k] * disc).sum(axis=1)
-    ideal = np.array([disc[: min(len(r), k)].sum() for r in relevant])
-    return float((dcg / ideal).mean())
-
-
-def average_precision(hits: np.ndarray, relevant: list[set[int]], k: int) -> float:
-    """MAP@k: mean over users of the precision at each relevant rank, over min(|rel|, k)."""
-    h = hits[:, :k].astype(float)
-    prec = np.cumsum(h, axis=1) / np.arange(1, k + 1)
-    n_rel = np.minimum(np.array([len(r) for r in relevant], dtype=float), k)
-    return float(((prec * h).sum(axis=1) / n_rel).mean())
-
-
-def mrr(hits: np.ndarray) -> float:
-    """Mean reciprocal rank of the first relevant item (0 when none is in the list)."""
+def per_user(hits: np.ndarray, n_relevant: np.ndarray, ks: list[int]) -> dict[str, np.ndarray]:
+    """Every metric at every k for each user, from the [n, K] hits and the number of relevant
+    items per user (> 0): HR, recall (over min(|rel|, k)), NDCG (discounts 1/log2(rank + 1)),
+    MAP and the reciprocal rank of the first hit (0 when none is in the list)."""
+    n_rel = n_relevant.astype(float)
+    out = {}
+    for k in ks:
+        if k > hits.shape[1]:
+            raise ValueError(f"k={k} is longer than the ranked lists ({hits.shape[1]})")
+        h = hits[:, :k].astype(float)
+        disc = 1.0 / np.log2(np.arange(2, k + 2))
+        ideal = np.cumsum(disc)[np.minimum(n_rel, k).astype(int) - 1]
+        cut = np.minimum(n_rel, k)
+        out[f"hr@{k}"] = h.any(axis=1).astype(float)
+        out[f"recall@{k}"] = h.sum(axis=1) / cut
+        out[f"ndcg@{k}"] = (h * disc).sum(axis=1) / ideal
+        prec = np.cumsum(h, axis=1) / np.arange(1, k + 1)
+        out[f"map@{k}"] = (prec * h).sum(axis=1) / cut
     first = np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, np.inf)
-    return float((1.0 / first).mean())
+    out["mrr"] = 1.0 / first
+    return out
 
 
 def ranking_report(ranked: np.ndarray, relevant: list[set[int]], ks: list[int]) -> dict:
     """All metrics at every k, as `{"ndcg@10": ..., "hr@10": ..., "mrr": ...}`."""
     if len(relevant) == 0:
         raise ValueError("no users to evaluate: the holdout is empty")
-    hits = hits_matrix(ranked, relevant)
-    out = {}
-    for k in ks:
-        if k > ranked.shape[1]:
-            raise ValueError(f"k={k} is longer than the ranked lists ({ranked.shape[1]})")
-        out[f"hr@{k}"] = hit_rate(hits, k)
-        out[f"recall@{k}"] = recall(hits, relevant, k)
-        out[f"ndcg@{k}"] = ndcg(hits, relevant, k)
-        out[f"map@{k}"] = average_precision(hits, relevant, k)
-    out["mrr"] = mrr(hits)
+    n_rel = np.array([len(r) for r in relevant])
+    out = {m: float(v.mean()) for m, v in per_user(hits_matrix(ranked, relevant), n_rel,
+                                                   ks).items()}
     out["users"] = len(relevant)
     return out
 
@@ -73,15 +56,32 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
+def novelty_sum(ranked: np.ndarray, item_share: np.ndarray, k: int) -> tuple[float, int]:
+    """(sum, count) of the self-information -log2(share of users who had the item) over the
+    top-k entries (padding, -1, left out)."""
+    top = ranked[:, :k]
+    share = np.clip(item_share[np.maximum(top, 0)], 1e-6, 1.0)
+    valid = top >= 0
+    return float((-np.log2(share) * valid).sum()), int(valid.sum())
+
+
 def novelty(ranked: np.ndarray, item_share: np.ndarray, k: int) -> float:
     """Mean self-information -log2(share of users who had the item) of the top-k items."""
-    share = np.clip(item_share[ranked[:, :k]], 1e-6, 1.0)
-    return float((-np.log2(share)).mean())
+    total, count = novelty_sum(ranked, item_share, k)
+    return total / max(count, 1)
+
+
+def diversity_per_user(ranked: np.ndarray, item_group: np.ndarray, k: int) -> np.ndarray:
+    """Share of pairs of items in each top-k list that belong to different groups
+    (categories); padding (-1) counts as no pair."""
+    top = ranked[:, :k]
+    groups = np.where(top >= 0, item_group[np.maximum(top, 0)], -1 - np.arange(top.shape[1]))
+    valid = (top >= 0).sum(axis=1)
+    same = (groups[:, :, None] == groups[:, None, :]).sum(axis=(1, 2)) - top.shape[1]
+    pairs = valid * (valid - 1)
+    return np.where(pairs > 0, 1.0 - same / np.maximum(pairs, 1), 0.0)
 
 
 def intra_list_diversity(ranked: np.ndarray, item_group: np.ndarray, k: int) -> float:
-    """Share of pairs of items in a top-k list that belong to different groups (categories)."""
-    groups = item_group[ranked[:, :k]]
-    same = (groups[:, :, None] == groups[:, None, :]).sum(axis=(1, 2)) - groups.shape[1]
-    pairs = groups.shape[1] * (groups.shape[1] - 1)
-    return float((1.0 - same / max(pairs, 1)).mean())
+    """Mean over users of `diversity_per_user`."""
+    return float(diversity_per_user(ranked, item_group, k).mean())

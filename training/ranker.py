@@ -20,7 +20,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from training.candidates import NUMERIC, CandidateSet
+from training.candidates import NUMERIC, CandidateSet, generate
+from training.lists import from_pairs
 
 log = logging.getLogger(__name__)
 
@@ -145,17 +146,8 @@ def predict(model: keras.Model, cands: CandidateSet, batch_size: int = 4096) -> 
     return np.asarray(out, np.float32).reshape(-1)
 
 
-def rank(model: keras.Model, ctx, rows: list[int], sasrec, sizes: dict[str, int],
-         batch_size: int = 512) -> np.ndarray:
-    """[len(rows), vocab] ranker scores for the users at `rows` of `ctx.seqs`; NEG for
-    items that are not among a user's candidates."""
-    from training.candidates import generate, score_matrix
-    from training.evaluate import NEG
-
-    out = np.full((len(rows), len(ctx.vocab)), NEG, np.float32)
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        cands = generate(ctx, chunk, sasrec, sizes, batch_size)
-        out[start:start + len(chunk)] = score_matrix(cands, predict(model, cands), len(chunk),
-                                                     len(ctx.vocab))
-    return out
+def top_lists(model: keras.Model, ctx, steps, sasrec, sizes: dict[str, int],
+              k: int) -> tuple[np.ndarray, np.ndarray]:
+    """([n, k] items, [n, k] logits): the ranker's top-k over each user's candidates."""
+    cands = generate(ctx, steps, sasrec, sizes)
+    return from_pairs(len(steps), cands.rows, cands.items, predict(model, cands), k)

@@ -1,18 +1,11 @@
 """Train the night's models, evaluate them against the baselines, log and register in MLflow.
 
 `run(cfg, ds)`: features (Parquet) -> time-based holdout at the split -> SASRec fitted on
-what happened before the ranker's label window -> DCN ranker fitted on that window's
-candidates -> metrics@K of the ranker, of SASRec alone and of the baselines (popularity,
-item-kNN, ALS) on the same holdout -> MLflow run (params, per-epoch curves, plots,
-comparison table, both models with signatures, registered versions) -> train.json.
-
-Time line of one night (T = the end of ds), with `ranker.label_windows` = 3:
-
-    ... SASRec's data ... | window 3 | window 2 | window 1 | holdout | T
-                      label_start                        split
-
-The ranker learns from each label window with features as of that window's start, is
-evaluated on the holdout with features as of the split, and serves with features as of T.
+what happened before the ranker's label windows -> DCN ranker fitted on those windows'
+candidates (`training.windows`) -> metrics@K of the ranker, of SASRec alone and of the
+baselines (popularity, item-kNN, ALS) on the same holdout (`training.holdout`) -> MLflow run
+(params, per-epoch curves, plots, comparison table, both models with signatures, registered
+versions) -> train.json.
 """
 
 from __future__ import annotations
@@ -23,18 +16,15 @@ import time
 import numpy as np
 
 from nightshelf.config import Config
-from training import inputs, plots
-from training.baselines import ItemKNN, als_scores
-from training.evaluate import evaluate, model_scorer, popularity
+from training import holdout, inputs, lists, plots, windows
+from training.steps import Steps
 from training.tracking import SASREC_TAG, metric_key, read_record, setup_mlflow, write_record
 
 log = logging.getLogger(__name__)
 
-POPULARITY_DAYS = 7
 
-
-def fit(cfg: Config, before: inputs.Sequences, index: dict[str, int]):
-    """Fit SASRec on the sequences given (those before the ranker's label windows); 10% of
+def fit(cfg: Config, before: Steps, vocab_size: int):
+    """Fit SASRec on the steps given (those before the ranker's label windows); 10% of
     users kept for early stopping."""
     import mlflow
 
@@ -42,7 +32,7 @@ def fit(cfg: Config, before: inputs.Sequences, index: dict[str, int]):
     from training.model import build_sasrec
 
     m = cfg.model
-    x, y, w = inputs.next_item_arrays(before, index, m.max_len, cfg.events.weights)
+    x, y, w = inputs.next_item_arrays(before, m.max_len, cfg.events.weights)
     if len(x) < 10:
         raise ValueError(f"only {len(x)} users with two or more steps before the holdout: "
                          f"too little history to train on (land more days)")
@@ -50,7 +40,7 @@ def fit(cfg: Config, before: inputs.Sequences, index: dict[str, int]):
     order = rng.permutation(len(x))
     n_val = max(1, len(x) // 10)
     val, tr = order[:n_val], order[n_val:]
-    model = build_sasrec(len(index), m.max_len, m.dim, m.blocks, m.heads, m.dropout)
+    model = build_sasrec(vocab_size, m.max_len, m.dim, m.blocks, m.heads, m.dropout)
 
     _, eval_step = loop.make_step(model, optimizer=None)
 
@@ -70,39 +60,6 @@ def fit(cfg: Config, before: inputs.Sequences, index: dict[str, int]):
     return model, history, {"train_sequences": int(len(tr)), "val_sequences": int(n_val)}
 
 
-def baseline_reports(cfg: Config, before: inputs.Sequences, hold: inputs.Holdout,
-                     index: dict[str, int], vocab: list[str], catalog: inputs.Catalog, split,
-                     ks: list[int], extra: dict) -> dict[str, dict]:
-    """Popularity, item-kNN and ALS, fitted on what happened before the split, on the holdout."""
-    pop = popularity(before, index, len(vocab), split, POPULARITY_DAYS, cfg.events.weights)
-    pop_report, _ = evaluate(np.tile(pop, (len(hold.users), 1)), hold, vocab, catalog, ks,
-                             **extra)
-    knn = ItemKNN(len(vocab)).fit([[index[i] for i in s if i in index] for s in before.items])
-    knn_scores = knn.score([[index[i] for i in h if i in index] for h in hold.history])
-    knn_report, _ = evaluate(knn_scores, hold, vocab, catalog, ks, **extra)
-    return {"popularity": pop_report, "item_knn": knn_report,
-            "als": als_report(cfg, before, hold, index, vocab, catalog, ks, extra)}
-
-
-def als_report(cfg: Config, before: inputs.Sequences, hold: inputs.Holdout,
-               index: dict[str, int], vocab: list[str], catalog: inputs.Catalog,
-               ks: list[int], extra: dict) -> dict:
-    from nightshelf.spark import get_spark
-
-    spark = get_spark(cfg, "als")
-    try:
-        row = {u: r for r, u in enumerate(before.users)}
-        histories = [[index[i] for i in s if i in index] for s in before.items]
-        weights = [[cfg.events.weights.get(t, 1.0) for i, t in zip(s, ts) if i in index]
-                   for s, ts in zip(before.items, before.types)]
-        scores = als_scores(spark, histories, weights, [row[u] for u in hold.users],
-                            len(vocab), seed=cfg.model.seed)
-    finally:
-        spark.stop()
-    report, _ = evaluate(scores, hold, vocab, catalog, ks, **extra)
-    return report
-
-
 def comparison_table(reports: dict[str, dict]) -> str:
     """Markdown: one row per metric (slices included), one column per model."""
     keys = list(dict.fromkeys(k for rep in reports.values() for k in rep))
@@ -114,56 +71,14 @@ def comparison_table(reports: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def label_windows(cfg: Config, before: inputs.Sequences, split) -> list[tuple]:
-    """The ranker's label windows, newest first: (start, sequences known at start, what users
-    did in [start, start + label_days)), for `ranker.label_windows` consecutive windows."""
-    from training import candidates
-
-    out, upto = [], before
-    for k in range(cfg.ranker.label_windows):
-        end = candidates.split_time(split, k * cfg.ranker.label_days)
-        start = candidates.split_time(split, (k + 1) * cfg.ranker.label_days)
-        if k:
-            upto, _ = inputs.holdout(before, end, cfg.scoring.exclusion_window_days)
-        known, window = inputs.holdout(upto, start, cfg.scoring.exclusion_window_days)
-        out.append((start, known, window))
-    return out
-
-
-def fit_ranker(cfg: Config, before: inputs.Sequences, split, vocab: list[str],
-               catalog: inputs.Catalog, sasrec) -> tuple[object, dict, dict]:
-    """The DCN ranker, trained on what users did in the label windows before `split`, each
+def fit_ranker(cfg: Config, night: inputs.Night, sasrec) -> tuple[object, dict, dict]:
+    """The DCN ranker, trained on what users did in the label windows before the split, each
     with candidates and features as of the start of its window."""
     import mlflow
 
-    from training import candidates, ranker
+    from training import ranker
 
-    parts, ys, ws, users, touched, offset = [], [], [], 0, 0, 0
-    for start, known, window in label_windows(cfg, before, split):
-        ctx = candidates.context(known, start, vocab, catalog, cfg.events.weights)
-        cands = candidates.generate(ctx, candidates.holdout_rows(ctx, window), sasrec,
-                                    cfg.ranker.candidates, cfg.scoring.batch_size)
-        y, w = candidates.labels(cands, window.after, vocab, cfg.events.weights)
-        cands.rows = cands.rows + offset  # one user in two windows is two lists
-        offset += len(window.users)
-        parts.append(cands)
-        ys.append(y)
-        ws.append(w)
-        users += len(window.users)
-        touched += sum(len({i for i, _ in steps}) for steps in window.after)
-        log.info("ranker: window from %s: %d candidates for %d users, %d positives",
-                 start.isoformat(), len(cands), len(window.users), int(y.sum()))
-    if not users:
-        raise ValueError(f"no user came back in the {cfg.ranker.label_windows} label window(s) "
-                         f"before {split.isoformat()}: nothing to train the ranker on (land "
-                         f"more days or raise ranker.label_days)")
-    cands = candidates.concat(parts)
-    y, w = np.concatenate(ys), np.concatenate(ws)
-    sizes = {"ranker_rows": len(cands), "ranker_users": users,
-             "ranker_positives": int(y.sum()),
-             "ranker_candidate_recall": round(float(y.sum()) / max(touched, 1), 4)}
-    log.info("ranker: %d candidates, %d positives (candidates hold %.0f%% of what users "
-             "touched)", len(cands), int(y.sum()), 100 * sizes["ranker_candidate_recall"])
+    cands, y, w, sizes = windows.ranker_rows(cfg, night, sasrec)
 
     def on_epoch(epoch: int, logs: dict) -> None:
         mlflow.log_metrics({f"ranker.{k}": float(v) for k, v in logs.items()}, step=epoch)
@@ -175,10 +90,12 @@ def fit_ranker(cfg: Config, before: inputs.Sequences, split, vocab: list[str],
 
 
 def inputs_fingerprint(cfg: Config, ds: str) -> str:
-    """SHA-256 of what training reads (the feature tables' rows, in a fixed order) and of the
-    settings that shape the models: equal fingerprints train equal models."""
+    """SHA-256 of what training reads (the feature tables' rows, in a fixed order, as Arrow
+    IPC) and of the settings that shape the models: equal fingerprints train equal models."""
     import hashlib
     import json
+
+    import pyarrow as pa
 
     from nightshelf import lake
     from nightshelf import schema as S
@@ -186,9 +103,14 @@ def inputs_fingerprint(cfg: Config, ds: str) -> str:
     h = hashlib.sha256()
     for table, key in (("sequences", S.USER), ("items", S.ITEM)):
         t = lake.read_parquet(lake.features(cfg, table, ds)).sort_by(key)
-        h.update(json.dumps(t.to_pydict(), sort_keys=True, default=str).encode())
+        t = t.select(sorted(t.column_names)).combine_chunks()
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, t.schema) as writer:
+            writer.write_table(t, max_chunksize=65536)
+        h.update(sink.getvalue())
     settings = {k: vars(getattr(cfg, k)) for k in ("model", "ranker", "scoring")}
     settings["weights"] = cfg.events.weights
+    settings["popularity_days"] = cfg.features.popularity_days
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
@@ -220,10 +142,12 @@ def run(cfg: Config, ds: str, force: bool = False) -> dict:
     """
     import keras
     import mlflow
+    from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    from training import candidates, ranker
+    from training import ranker
     from training.model import scoring_model
+    from training.serve import sasrec_scorer
 
     keras.utils.set_random_seed(cfg.model.seed)
     setup_mlflow(cfg)
@@ -234,48 +158,46 @@ def run(cfg: Config, ds: str, force: bool = False) -> dict:
                  "(nightshelf train --force retrains)", ds, previous["run_id"],
                  previous["model_name"], previous["model_version"])
         return previous
-    catalog, seqs, split, before, hold = inputs.night_holdout(cfg, ds)
-    items = inputs.vocabulary(seqs, catalog)
-    vocab = [inputs.PAD, inputs.OOV] + items
-    index = {item: i for i, item in enumerate(vocab)}
-    ks = sorted(set(cfg.model.metrics_k) | {cfg.scoring.top_n})
-    label_start = candidates.split_time(split, cfg.ranker.label_windows * cfg.ranker.label_days)
+    night = inputs.night_holdout(cfg, ds)
+    vocab, split = night.vocab, night.split
+    items = [str(v) for v in vocab[2:]]
+    hold_rows = night.holdout_rows
+    start_labels = windows.label_start(cfg, split)
     log.info("train ds=%s: %d users before %s, %d holdout users, %d items",
-             ds, len(before.users), split.isoformat(), len(hold.users), len(items))
-    if not hold.users:
+             ds, len(night.before), split.isoformat(), len(hold_rows), len(items))
+    if not len(hold_rows):
         raise ValueError(f"ds={ds}: no user came back after {split.isoformat()}; the holdout is "
                          f"empty (check model.holdout_days and that the day's events landed)")
+    bs = cfg.scoring.batch_size
 
     with mlflow.start_run(run_name=f"night-{ds}") as run:
         mlflow.set_tags({"ds": ds, "stage": "train", "model": "sasrec+dcn-ranker"})
         mlflow.log_params({f"model.{k}": v for k, v in vars(cfg.model).items()})
         mlflow.log_params({f"ranker.{k}": v for k, v in vars(cfg.ranker).items()})
-        mlflow.log_params({"data.users": len(seqs.users), "data.items": len(items),
-                           "data.holdout_users": len(hold.users),
+        mlflow.log_params({"data.users": len(night.steps), "data.items": len(items),
+                           "data.holdout_users": len(hold_rows),
                            "data.split": split.isoformat(), "data.ds": ds})
         t0 = time.monotonic()
         # SASRec sees only what happened before the ranker's label windows, so its scores
         # there are as honest as on the holdout and at serving time
-        sasrec_before, _ = inputs.holdout(before, label_start, cfg.scoring.exclusion_window_days)
-        model, history, sizes = fit(cfg, sasrec_before, index)
+        sasrec_before, _ = night.before.cut(start_labels, cfg.scoring.exclusion_window_days)
+        model, history, sizes = fit(cfg, sasrec_before, len(vocab))
         scorer_model = scoring_model(model, items)
-        sasrec = model_scorer(scorer_model, cfg.model.max_len, cfg.scoring.batch_size)
-        rank_model, rank_history, rank_sizes = fit_ranker(cfg, before, split, vocab, catalog,
-                                                          sasrec)
+        sasrec = sasrec_scorer(scorer_model, vocab, cfg.model.max_len, bs)
+        rank_model, rank_history, rank_sizes = fit_ranker(cfg, night, sasrec)
         train_seconds = time.monotonic() - t0
         mlflow.log_params({f"data.{k}": v for k, v in {**sizes, **rank_sizes}.items()})
         mlflow.log_metric("train_seconds", train_seconds)
 
-        ctx = candidates.context(before, split, vocab, catalog, cfg.events.weights)
-        rows = candidates.holdout_rows(ctx, hold)
-        extra = {"item_users": ctx.item_users, "n_users": len(before.users)}
-        rank_report, _ = evaluate(ranker.rank(rank_model, ctx, rows, sasrec,
-                                              cfg.ranker.candidates, cfg.scoring.batch_size),
-                                  hold, vocab, catalog, ks, **extra)
-        sasrec_report, _ = evaluate(sasrec(hold.history), hold, vocab, catalog, ks, **extra)
-        baselines = baseline_reports(cfg, before, hold, index, vocab, catalog, split, ks,
-                                     extra)
-        reports = {"ranker": rank_report, "sasrec": sasrec_report, **baselines}
+        ctx = holdout.item_context(cfg, night.before, split, vocab, night.catalog)
+        sizes_c = cfg.ranker.candidates
+        models = {
+            "ranker": lambda c, s, k: ranker.top_lists(rank_model, c, s, sasrec, sizes_c, k),
+            "sasrec": lambda c, s, k: lists.from_dense(c, s, sasrec(s), k),
+            **holdout.baseline_makers()}
+        reports = holdout.evaluate(cfg, night, ctx, models, bs, als=True)
+        rank_report, sasrec_report = reports["ranker"], reports["sasrec"]
+        baselines = {n: r for n, r in reports.items() if n not in ("ranker", "sasrec")}
         for name, rep in reports.items():
             prefix = "" if name == "ranker" else f"{name}."
             mlflow.log_metrics({prefix + metric_key(k): float(v) for k, v in rep.items()})
@@ -293,13 +215,12 @@ def run(cfg: Config, ds: str, force: bool = False) -> dict:
             scorer_model, name="sasrec", signature=signature,
             registered_model_name=cfg.model.name, pip_requirements=requirements)
         sasrec_version = str(sas_info.registered_model_version)
+        example_users = night.before.take(hold_rows[:2])
         info = mlflow.keras.log_model(
             rank_model, name="model", registered_model_name=cfg.ranker.name,
-            signature=_ranker_signature(ctx, rows[:2], sasrec, cfg, rank_model),
+            signature=_ranker_signature(ctx, example_users, sasrec, cfg, rank_model),
             pip_requirements=requirements)
         version = str(info.registered_model_version)
-        from mlflow import MlflowClient
-
         MlflowClient().set_model_version_tag(cfg.ranker.name, version, SASREC_TAG,
                                              sasrec_version)
         log.info("train ds=%s: ranker %s | sasrec %s | %s | registered %s v%s (sasrec v%s) "
@@ -311,20 +232,20 @@ def run(cfg: Config, ds: str, force: bool = False) -> dict:
                   "metrics": rank_report, "candidates": {"sasrec": sasrec_report},
                   "inputs_fingerprint": fingerprint,
                   "baselines": baselines, "train_seconds": train_seconds,
-                  "split": split.isoformat(), "ranker_label_start": label_start.isoformat(),
-                  "holdout_users": len(hold.users),
+                  "split": split.isoformat(), "ranker_label_start": start_labels.isoformat(),
+                  "holdout_users": int(len(hold_rows)),
                   "epochs_run": len(history.get("loss", [])),
                   "ranker_epochs_run": len(rank_history.get("loss", []))}
     write_record(cfg, ds, "train", record)
     return record
 
 
-def _ranker_signature(ctx, rows, sasrec, cfg: Config, model):
+def _ranker_signature(ctx, steps, sasrec, cfg: Config, model):
     from mlflow.models import infer_signature
 
     from training import candidates, ranker
 
-    example = candidates.generate(ctx, rows, sasrec, cfg.ranker.candidates).select(
+    example = candidates.generate(ctx, steps, sasrec, cfg.ranker.candidates).select(
         np.arange(2))
     return infer_signature(example.inputs(), ranker.predict(model, example))
 

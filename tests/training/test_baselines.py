@@ -24,13 +24,16 @@ def test_neighbours_are_cut_to_the_most_similar():
 
 
 @pytest.mark.spark
-def test_als_scores_a_users_own_cluster_higher(spark):
-    from training.baselines import als_scores
+def test_als_recommends_a_users_own_cluster(spark):
+    from training.baselines import als_top
 
-    # two groups of users with disjoint items: 2..4 and 5..7
+    # two groups of users with disjoint items: 2..4 and 5..7; each user has seen two items
     histories = [[2, 3], [3, 4], [2, 4], [5, 6], [6, 7], [5, 7]] * 3
-    weights = [[1.0, 1.0]] * len(histories)
-    scores = als_scores(spark, histories, weights, [0, 3], vocab_size=8, rank=4, iterations=10)
-    assert scores.shape == (2, 8)
-    assert scores[0, 2:5].mean() > scores[0, 5:8].mean()
-    assert scores[1, 5:8].mean() > scores[1, 2:5].mean()
+    rows = np.repeat(np.arange(len(histories)), 2)
+    items = np.array([i for h in histories for i in h])
+    top = als_top(spark, rows, items, np.ones(len(items)), np.array([0, 3]), k=3, rank=4,
+                  iterations=10)
+    assert set(top) == {0, 3}
+    first, fourth = top[0][0], top[3][0]
+    assert len(first) == 3 and np.all(np.diff(top[0][1]) <= 0)  # best first
+    assert set(first) <= {2, 3, 4} and set(fourth) <= {5, 6, 7}

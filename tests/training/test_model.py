@@ -7,6 +7,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from tests.training.shop import steps  # noqa: E402
 from training import fit, inputs  # noqa: E402
 from training.model import build_sasrec, item_vocabulary, scoring_model  # noqa: E402
 
@@ -15,23 +16,20 @@ def _cyclic_sequences(n_users=500, n_items=30, length=12, seed=0):
     """Each user walks the items in order from a random start: next item = current + 1."""
     rng = np.random.default_rng(seed)
     items = [f"I{i}" for i in range(n_items)]
-    seqs = inputs.Sequences([], [], [], [], [])
-    for u in range(n_users):
-        start = int(rng.integers(n_items))
-        seqs.users.append(f"U{u}")
-        seqs.items.append([items[(start + k) % n_items] for k in range(length)])
-        seqs.types.append(["view"] * length)
-        seqs.times.append(np.arange(length).astype("datetime64[D]").astype("datetime64[us]"))
-        seqs.recent_purchases.append([])
-    return seqs, items
+    walks = [[items[(int(s) + k) % n_items] for k in range(length)]
+             for s in rng.integers(n_items, size=n_users)]
+    vocab = np.array([inputs.PAD, inputs.OOV] + items, dtype=object)
+    seqs = steps([f"U{u}" for u in range(n_users)], walks, [["view"] * length] * n_users,
+                 [list(range(1, length + 1))] * n_users, [[]] * n_users, vocab=vocab)
+    return seqs, items, vocab
 
 
 def test_loss_goes_down_and_the_pattern_is_learned():
-    seqs, items = _cyclic_sequences()
-    vocab = [inputs.PAD, inputs.OOV] + items
-    index = {v: i for i, v in enumerate(vocab)}
-    x, y, w = inputs.next_item_arrays(seqs, index, max_len=10, weights={"view": 1.0})
+    seqs, items, vocab = _cyclic_sequences()
+    x, y, w = inputs.next_item_arrays(seqs, max_len=10, weights={"view": 1.0})
     assert x.shape == (500, 10) and (w[y <= 1] == 0).all()
+    # the last 11 steps of a 12-step walk: inputs are steps 2..11, targets 3..12
+    assert (y[:, :-1] == x[:, 1:]).all() and (w > 0).all()
     model = build_sasrec(len(vocab), 10, dim=32, blocks=1, heads=2, dropout=0.0)
     hist = fit.train(model, x, y, w, epochs=8, batch_size=64, learning_rate=0.01, seed=0)
     losses = hist["loss"]
@@ -41,20 +39,28 @@ def test_loss_goes_down_and_the_pattern_is_learned():
     assert [str(v) for v in item_vocabulary(scorer)][int(logits.argmax())] == "I5"
 
 
+def test_short_histories_are_left_padded_and_weighted_by_event_type():
+    vocab = np.array([inputs.PAD, inputs.OOV, "a", "b", "c"], dtype=object)
+    types = [["view", "purchase", "view"], ["view"]]
+    seqs = steps(["u1", "u2"], [["a", "b", "zz"], ["c"]], types, [[1, 2, 3], [1]], [[], []],
+                 vocab=vocab)
+    x, y, w = inputs.next_item_arrays(seqs, max_len=4, weights={"view": 1.0, "purchase": 5.0})
+    assert x.tolist() == [[0, 0, 2, 3]] and y.tolist() == [[0, 0, 3, 1]]
+    assert w.tolist() == [[0, 0, 5.0, 0]]  # the unknown item "zz" is never a target
+
+
 def test_holdout_cuts_at_the_split_and_remembers_recent_purchases():
-    t = lambda d: np.datetime64(f"2026-11-{d:02d}T12:00", "us")  # noqa: E731
-    seqs = inputs.Sequences(
-        ["u1", "u2", "u3"],
-        [["a", "b", "c"], ["a"], ["z"]],
-        [["purchase", "view", "view"], ["view"], ["view"]],
-        [np.array([t(20), t(21), t(22)]), np.array([t(20)]), np.array([t(22)])],
-        [[], [], []])
+    vocab = np.array([inputs.PAD, inputs.OOV, "a", "b", "c", "z"], dtype=object)
+    seqs = steps(["u1", "u2", "u3"], [["a", "b", "c"], ["a"], ["z"]],
+                 [["purchase", "view", "view"], ["view"], ["view"]],
+                 [[20, 21, 22], [20], [22]], [[], [], []], vocab=vocab)
     split = datetime(2026, 11, 22, tzinfo=timezone.utc)
-    before, hold = inputs.holdout(seqs, split, exclusion_days=30)
-    assert before.users == ["u1", "u2"]  # u3 has no history before the split
-    assert before.items[0] == ["a", "b"]
-    assert hold.users == ["u1"] and hold.targets == [{"c"}]
-    assert hold.bought_before == [{"a"}]
+    before, after = seqs.cut(split, exclusion_days=30)
+    assert before.users.tolist() == ["u1", "u2"]  # u3 has no history before the split
+    assert vocab[before.items[before.ptr[0]:before.ptr[1]]].tolist() == ["a", "b"]
+    assert after.lengths.tolist() == [1, 0] and vocab[after.items].tolist() == ["c"]
+    assert vocab[before.bought[before.bought_ptr[0]:before.bought_ptr[1]]].tolist() == ["a"]
+    assert before.bought_ptr.tolist() == [0, 1, 1]
 
 
 def test_two_row_loss_matches_a_hand_worked_value():

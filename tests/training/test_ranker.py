@@ -1,42 +1,28 @@
 """Candidates, their features and labels, and the DCN-v2 ranker built from parts."""
 
-from datetime import datetime
-
 import numpy as np
 import pytest
 
+from tests.training.shop import AT, CATALOG, SEQS, VOCAB, WEIGHTS, steps
 from training import candidates as C
-from training.inputs import OOV, PAD, Catalog, Sequences
+from training import context
+from training.baselines import ItemKNN
+from training.steps import OOV
 
 keras = pytest.importorskip("keras")
 
-AT = datetime(2026, 11, 10)
-ITEMS = ["a", "b", "c", "d", "e"]
-VOCAB = [PAD, OOV] + ITEMS
-CATALOG = Catalog(item_ids=ITEMS, title={i: f"Blue mug {i}" for i in ITEMS},
-                  category={"a": "Home", "b": "Home", "c": "Home", "d": "Sports", "e": "Sports"},
-                  available=set(ITEMS) - {"e"}, repurchasable={"b"},
-                  brand={i: "Acme" for i in ITEMS}, price={i: 10.0 for i in ITEMS})
-
-
-def _t(*days):
-    return np.array([np.datetime64(f"2026-11-0{d}T12:00") for d in days], dtype="datetime64[us]")
-
-
-SEQS = Sequences(users=["u1", "u2", "u3"],
-                 items=[["a", "b", "a"], ["a", "c"], ["d", "b"]],
-                 types=[["view", "purchase", "view"], ["view", "purchase"], ["view", "view"]],
-                 times=[_t(1, 2, 9), _t(3, 4), _t(5, 6)],
-                 recent_purchases=[["b"], ["c"], []])
-
 
 def _context():
-    return C.context(SEQS, AT, VOCAB, CATALOG, {"view": 1.0, "purchase": 5.0})
+    valid = SEQS.items > OOV
+    knn = ItemKNN(len(VOCAB)).fit_pairs(SEQS.step_rows()[valid],
+                                        SEQS.items[valid].astype(np.int64), len(SEQS))
+    return context.build(SEQS, AT, VOCAB, CATALOG, WEIGHTS, 7, knn.sim)
 
 
 def test_candidates_respect_the_masks_and_carry_the_users_past():
     ctx = _context()
-    cands = C.generate(ctx, [0, 1], None, {"covisit": 5, "popularity": 5, "repeat": 5})
+    cands = C.generate(ctx, SEQS.take(np.array([0, 1])), None,
+                       {"covisit": 5, "popularity": 5, "repeat": 5})
     got = {(int(r), VOCAB[i]) for r, i in zip(cands.rows, cands.items)}
     # "e" is unavailable; u2 bought "c" (not repurchasable); u1 bought "b" (repurchasable)
     assert got == {(0, "a"), (0, "b"), (0, "c"), (0, "d"), (1, "a"), (1, "b"), (1, "d")}
@@ -49,16 +35,48 @@ def test_candidates_respect_the_masks_and_carry_the_users_past():
     # u1's weighted history: a 1+1, b 5 -> all Home; d is Sports
     assert cands.numeric[row[(0, "d")], col["user_category_share"]] == 0.0
     assert u1a[col["user_category_share"]] == pytest.approx(1.0)
-    # popularity over the 7 days before AT: a (day 3, 9) 2 views, b 5 + 1, c 5, d 1
+    # popularity over the 7 days before AT (from Nov 3): a (days 3, 9) 2 views
     assert u1a[col["item_log_pop_7d"]] == pytest.approx(np.log1p(2.0))
+    # a's first step is Nov 1 at noon: 8.5 days before AT
+    assert u1a[col["item_age_days"]] == pytest.approx(8.5)
+    # u1's own items by decayed weight (half-life 3 days): a 0.5^(8.5/3) + 0.5^(.5/3) = 1.03
+    # beats b's purchase 5 * 0.5^(7.5/3) = 0.88
+    assert u1a[col["repeat_score"]] == pytest.approx(0.5 ** (8.5 / 3) + 0.5 ** (0.5 / 3))
+    assert u1a[col["repeat_log_rank"]] == 0.0
+    assert cands.numeric[row[(0, "b")], col["repeat_log_rank"]] == pytest.approx(np.log1p(1))
+    # d is not u1's own: its repeat rank sits just past u1's 2 own items
+    assert cands.numeric[row[(0, "d")], col["repeat_log_rank"]] == pytest.approx(np.log1p(2))
     assert cands.title[row[(0, "a")]] == "Blue mug a"
+
+
+def test_candidates_never_build_a_users_by_catalog_array():
+    """A batch's memory grows with its users' candidates, not with the catalog: the
+    feature kernel on a 200k-item vocabulary allocates far less than one users x catalog
+    float array would."""
+    import tracemalloc
+
+    big = np.array(list(VOCAB) + [f"x{i}" for i in range(200_000)], dtype=object)
+    users = [f"u{i}" for i in range(256)]
+    seqs = steps(users, [["a", "b", "c"]] * 256, [["view"] * 3] * 256, [[7, 8, 9]] * 256,
+                 [[]] * 256, vocab=big)
+    valid = seqs.items > OOV
+    knn = ItemKNN(len(big)).fit_pairs(seqs.step_rows()[valid],
+                                      seqs.items[valid].astype(np.int64), len(seqs))
+    ctx = context.build(seqs, AT, big, CATALOG, WEIGHTS, 7, knn.sim)
+    tracemalloc.start()
+    cands = C.generate(ctx, seqs, None, {"covisit": 5, "popularity": 5, "repeat": 5})
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(cands) == 256 * 3  # a, b, c: own, co-visited and popular; d was never touched
+    assert peak < 256 * len(big) * 4 / 10, peak
 
 
 def test_labels_weight_positives_by_their_strongest_event_type():
     ctx = _context()
-    cands = C.generate(ctx, [0, 1], None, {"popularity": 5})
-    after = [[("d", "view"), ("d", "purchase")], [("zz", "view")]]
-    y, w = C.labels(cands, after, VOCAB, {"view": 1.0, "purchase": 5.0})
+    cands = C.generate(ctx, SEQS.take(np.array([0, 1])), None, {"popularity": 5})
+    after = steps(["u1", "u2"], [["d", "d"], ["zz"]], [["view", "purchase"], ["view"]],
+                  [[10, 10], [10]], [[], []])
+    y, w = C.labels(cands, after, len(VOCAB), WEIGHTS)
     pos = [(int(r), VOCAB[i]) for r, i, lab in zip(cands.rows, cands.items, y) if lab]
     assert pos == [(0, "d")]
     assert w[y == 1].tolist() == [5.0] and set(w[y == 0].tolist()) == {1.0}

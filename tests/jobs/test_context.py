@@ -1,0 +1,78 @@
+"""The context job's co-visitation and item statistics equal the NumPy reference."""
+
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from tests.training.shop import AT, CATALOG, SEQS, VOCAB, WEIGHTS, sequences
+from training import context
+from training.baselines import ItemKNN
+
+pytestmark = pytest.mark.spark
+
+USERS = ["u1", "u2", "u3", "u4"]
+ITEMS = [["a", "b", "a", "c"], ["a", "c"], ["d", "b", "a"], ["b", "c", "d"]]
+TYPES = [["view", "purchase", "view", "view"], ["view", "purchase"], ["view"] * 3,
+         ["view", "view", "purchase"]]
+DAYS = [[1, 2, 9, 12], [3, 4], [5, 6, 8], [2, 7, 9]]
+
+
+def test_covisitation_equals_the_item_knn_reference(spark):
+    from jobs.context import covisitation, steps_of
+    from tests.training.shop import steps
+
+    table = sequences(USERS, ITEMS, TYPES, DAYS, [[]] * 4)
+    df = spark.createDataFrame(table.to_pandas())
+    got = {(r.item_id, r.neighbour_id): r.sim
+           for r in covisitation(steps_of(df), at=AT, neighbours=2, shrink=1.0).collect()}
+    seqs = steps(USERS, ITEMS, TYPES, DAYS, [[]] * 4)
+    early = seqs.cut(AT, 30)[0]
+    knn = ItemKNN(len(VOCAB), neighbours=2, shrink=1.0).fit_pairs(
+        early.step_rows(), early.items.astype(np.int64), len(early))
+    coo = knn.sim.tocoo()
+    want = {(VOCAB[i], VOCAB[j]): v for i, j, v in zip(coo.row, coo.col, coo.data)}
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-6)
+    # by hand: a and b are shared by u1, u3 (2 users); a by 3 users, b by 3 -> 2 / (3 + 1)
+    assert got[("a", "b")] == pytest.approx(0.5)
+
+
+def test_item_stats_equal_the_context_reference(spark):
+    from jobs.context import item_stats, steps_of
+
+    table = sequences(["u1", "u2", "u3"], [["a", "b", "a"], ["a", "c"], ["d", "b"]],
+                      [["view", "purchase", "view"], ["view", "purchase"], ["view", "view"]],
+                      [[1, 2, 9], [3, 4], [5, 6]], [["b"], ["c"], []])
+    df = spark.createDataFrame(table.to_pandas())
+    stats = item_stats(steps_of(df), at=AT, popularity_days=7, weights=WEIGHTS)
+    got = {r.item_id: r for r in stats.collect()}
+    ctx = context.build(SEQS, AT, VOCAB, CATALOG, WEIGHTS, 7, ItemKNN(len(VOCAB)).fit([]).sim)
+    for i, item in enumerate(VOCAB):
+        if item not in got:
+            assert ctx.item_users[i] == 0 and ctx.pop_7d[i] == 0
+            continue
+        assert got[item].pop_window == pytest.approx(ctx.pop_7d[i])
+        assert got[item].pop_1d == pytest.approx(ctx.pop_1d[i])
+        assert got[item].n_users == ctx.item_users[i]
+    assert got["a"].first_seen == datetime(2026, 11, 1, 12)
+
+
+def test_the_context_read_from_the_jobs_tables_equals_the_reference(spark):
+    from jobs.context import covisitation, item_stats, steps_of
+    from tests.training.shop import steps
+
+    table = sequences(USERS, ITEMS, TYPES, DAYS, [[]] * 4)
+    df = steps_of(spark.createDataFrame(table.to_pandas()))
+    items = item_stats(df, at=AT, popularity_days=7, weights=WEIGHTS).toArrow()
+    neighbours = covisitation(df, at=AT).toArrow()
+    early = steps(USERS, ITEMS, TYPES, DAYS, [[]] * 4).cut(AT, 30)[0]
+    got = context.from_tables(items, neighbours, AT, VOCAB, CATALOG, WEIGHTS, len(early))
+    knn = ItemKNN(len(VOCAB)).fit_pairs(early.step_rows(), early.items.astype(np.int64),
+                                        len(early))
+    want = context.build(early, AT, VOCAB, CATALOG, WEIGHTS, 7, knn.sim)
+    for name in ("pop_1d", "pop_7d", "item_users", "first_seen_days", "never", "pop_rank"):
+        np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-6,
+                                   err_msg=name)
+    np.testing.assert_allclose(got.sim.toarray(), want.sim.toarray(), rtol=1e-6)

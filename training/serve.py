@@ -1,0 +1,86 @@
+"""Registered models, loaded for serving: a ranker version with the SASRec it reads, and
+a SASRec as a scorer of batches of users over tonight's vocabulary.
+
+The exported model takes item-id strings (its vocabulary travels inside it as a
+`StringLookup`), so a batch's vocabulary indices are turned back into ids, and the model's
+logits are laid out over the vocabulary the caller works in: a model trained on an older
+vocabulary scores tonight's items, and items it never saw get the row's minimum.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from nightshelf.config import Config
+from training import lists, ranker
+from training.model import item_vocabulary
+from training.steps import Steps
+from training.tracking import SASREC_TAG, setup_mlflow
+
+ListMaker = Callable[..., tuple[np.ndarray, np.ndarray]]
+
+
+def load_registered(cfg: Config, name: str, version: str):
+    """(ranker, SASRec scoring model) of a registered ranker version."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    model = mlflow.keras.load_model(f"models:/{name}/{version}")
+    tags = MlflowClient().get_model_version(name, version).tags
+    if SASREC_TAG not in tags:
+        raise ValueError(f"registered model {name} v{version} has no {SASREC_TAG!r} tag: it "
+                         f"was not registered by this version of training.train (retrain)")
+    sasrec = mlflow.keras.load_model(f"models:/{cfg.model.name}/{tags[SASREC_TAG]}")
+    return model, sasrec
+
+
+def load_models(cfg: Config, rankers: tuple[tuple[str, str, str], ...],
+                sasrec: tuple[str, str] | None, vocab: np.ndarray
+                ) -> tuple[dict[str, ListMaker], Callable[[Steps], np.ndarray] | None]:
+    """({role: list maker} for each (role, name, version) of `rankers`, plus "sasrec" for
+    SASRec alone when `sasrec` = (name, version) is given; that SASRec's scorer)."""
+    import mlflow
+
+    setup_mlflow(cfg)
+    bs, max_len, sizes = cfg.scoring.batch_size, cfg.model.max_len, cfg.ranker.candidates
+    makers: dict[str, ListMaker] = {}
+
+    def ranker_maker(model, scorer):
+        return lambda ctx, steps, k: ranker.top_lists(model, ctx, steps, scorer, sizes, k)
+
+    for role, name, version in rankers:
+        model, sasrec_model = load_registered(cfg, name, version)
+        makers[role] = ranker_maker(model, sasrec_scorer(sasrec_model, vocab, max_len, bs))
+    alone = None
+    if sasrec is not None:
+        name, version = sasrec
+        alone = sasrec_scorer(mlflow.keras.load_model(f"models:/{name}/{version}"), vocab,
+                              max_len, bs)
+        makers["sasrec"] = lambda ctx, steps, k: lists.from_dense(ctx, steps, alone(steps), k)
+    return makers, alone
+
+
+def sasrec_scorer(model, vocab: np.ndarray, max_len: int,
+                  batch_size: int) -> Callable[[Steps], np.ndarray]:
+    """steps -> [n, len(vocab)] logits from an exported (strings-in) scoring model."""
+    own = [str(v) for v in item_vocabulary(model)]
+    ids = np.asarray(vocab, dtype=str)
+    pos = {v: i for i, v in enumerate(own)}
+    cols = np.array([pos.get(v, -1) for v in ids])
+    same = own == list(ids)
+    unseen = cols < 0
+
+    def score(steps: Steps) -> np.ndarray:
+        out = []
+        for start in range(0, len(steps), batch_size):
+            x = ids[steps.slice(start, start + batch_size).padded(max_len)]
+            s = np.asarray(model.predict_on_batch(x), dtype=np.float32)
+            if not same:
+                s, raw = s[:, np.maximum(cols, 0)], s
+                if unseen.any():
+                    s[:, unseen] = raw.min(axis=1, keepdims=True)
+            out.append(s)
+        return np.concatenate(out) if out else np.zeros((0, len(ids)), np.float32)
+    return score
