@@ -5,17 +5,20 @@ One night of Nightshelf for the logical date `ds`:
 
 ```
 land -> validate_raw -> clean (Spark) -> validate_clean -> features (Spark) -> validate_features
-     -> train (TF, MLflow) -> gate (champion/challenger) -> score (top-N, batched)
-     -> validate_recommendations -> drift (night over night) -> publish (atomic) -> report
+     -> context (Spark: popularity, co-visitation) -> train (TF: SASRec)
+     -> ranker_rows (Spark) -> train_ranker (TF: DCN) -> evaluate (Spark: every model)
+     -> gate (champion/challenger) -> score (Spark: top-N) -> validate_recommendations
+     -> drift (night over night) -> publish (atomic) -> report
 ```
 
 Every task reads only partitions of `ds` (features: the history up to its end) and overwrites
 only its own output; a failed suite or drift check stops the night before anything is
 published.
 
-The Spark jobs go through `SparkSubmitOperator` on the `spark_default` connection: point it
-at a cluster (`spark://...`, `yarn`, `k8s://...`) to scale out. Every other task runs
-`nightshelf <step>` in the job environment (`$NIGHTSHELF_JOB_VENV`), not in the scheduler's.
+The Spark jobs (everything whose size grows with users or events) go through
+`SparkSubmitOperator` on the `spark_default` connection: point it at a cluster
+(`spark://...`, `yarn`, `k8s://...`) to scale out. Every other task runs `nightshelf <step>`
+in the job environment (`$NIGHTSHELF_JOB_VENV`), not in the scheduler's.
 """
 
 from __future__ import annotations
@@ -73,9 +76,13 @@ def recsys_nightly():
         step("validate_clean", "validate --stage clean", **no_retry),
         spark_job("features", "features"),
         step("validate_features", "validate --stage features", **no_retry),
+        spark_job("context", "context"),
         step("train", "train"),
+        spark_job("ranker_rows", "ranker_rows"),
+        step("train_ranker", "train-ranker"),
+        spark_job("evaluate", "evaluate"),
         step("gate", "gate"),
-        step("score", "score"),
+        spark_job("score", "score"),
         step("validate_recommendations", "validate --stage recommendations", **no_retry),
         step("drift", "drift", **no_retry),
         step("publish", "publish"),

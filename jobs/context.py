@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from jobs.storage import write_atomically, write_json
 from nightshelf import lake
 from nightshelf import schema as S
 from nightshelf.config import Config, load_config
@@ -105,8 +106,6 @@ def vocabulary(steps: DataFrame, catalog: DataFrame) -> DataFrame:
 
 
 def run(spark, cfg: Config, ds: str) -> dict:
-    from jobs.storage import write_atomically, write_json
-
     seqs = spark.read.parquet(str(lake.features(cfg, "sequences", ds)))
     steps = steps_of(seqs).cache()
     catalog = spark.read.parquet(str(lake.features(cfg, "items", ds)))

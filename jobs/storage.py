@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from pathlib import Path
 
@@ -119,14 +120,28 @@ def _fs(spark: SparkSession, path: str):
     return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath, jvm
 
 
-def write_atomically(df: DataFrame, path: Path, spark: SparkSession) -> None:
+def write_atomically(df: DataFrame, path: Path, spark: SparkSession,
+                     stable_names: bool = False) -> None:
     """Write Parquet aside, then swap it in: readers see the old partition or the new one.
 
     Goes through the Hadoop FileSystem API, so it behaves the same on local disk and HDFS.
+    With `stable_names`, the part files lose the write's random id (`part-00003.parquet`), so
+    the same rows written twice are the same files.
     """
     tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
     df.write.mode("overwrite").parquet(str(tmp))
+    if stable_names:
+        fs, folder, jvm = _fs(spark, str(tmp))
+        for status in fs.listStatus(folder):
+            name = status.getPath().getName()
+            match = PART.match(name)
+            if match:
+                fs.rename(status.getPath(),
+                          jvm.org.apache.hadoop.fs.Path(folder, f"{match.group(1)}.parquet"))
     swap_into_place(spark, tmp, path)
+
+
+PART = re.compile(r"^(part-\d+)-.*\.parquet$")
 
 
 def swap_into_place(spark: SparkSession, tmp: Path, path: Path) -> None:

@@ -2,7 +2,7 @@
 
     nightshelf generate [--days N] [--end YYYY-MM-DD]   land a synthetic shop
     nightshelf bootstrap --until YYYY-MM-DD             clean the landed days before a night
-    nightshelf land|train|gate|score|drift|publish|report --ds YYYY-MM-DD
+    nightshelf land|train|train-ranker|gate|drift|publish|report --ds YYYY-MM-DD
     nightshelf validate --stage raw|clean|features|recommendations --ds YYYY-MM-DD
     nightshelf night --ds YYYY-MM-DD                    run the whole DAG via `airflow dags test`
     nightshelf backfill --from YYYY-MM-DD --to YYYY-MM-DD   the nights in order, one DAG run each
@@ -105,10 +105,10 @@ def cmd_gate(cfg: Config, a) -> None:
     run(cfg, a.ds, force=a.force)
 
 
-def cmd_score(cfg: Config, a) -> None:
-    from training.score import run
+def cmd_train_ranker(cfg: Config, a) -> None:
+    from training.train_ranker import run
 
-    run(cfg, a.ds)
+    run(cfg, a.ds, force=a.force)
 
 
 def cmd_drift(cfg: Config, a) -> None:
@@ -203,7 +203,8 @@ Night {a.ds}:
 
 COMMANDS = {
     "generate": cmd_generate, "bootstrap": cmd_bootstrap, "land": cmd_land,
-    "validate": cmd_validate, "train": cmd_train, "gate": cmd_gate, "score": cmd_score,
+    "validate": cmd_validate, "train": cmd_train, "train-ranker": cmd_train_ranker,
+    "gate": cmd_gate,
     "publish": cmd_publish, "report": cmd_report, "night": cmd_night, "where": cmd_where,
     "backfill": cmd_backfill, "drift": cmd_drift,
 }
@@ -218,11 +219,11 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--end")
     b = sub.add_parser("bootstrap", help="clean the landed days before a night")
     b.add_argument("--until", required=True)
-    for name in ("land", "train", "gate", "score", "drift", "publish", "report", "night",
+    for name in ("land", "train", "train-ranker", "gate", "drift", "publish", "report", "night",
                  "where"):
         sp = sub.add_parser(name)
         sp.add_argument("--ds", required=True)
-        if name in ("train", "gate"):
+        if name in ("train", "train-ranker", "gate"):
             sp.add_argument("--force", action="store_true",
                             help="redo it even if this night already did it on the same inputs")
     bf = sub.add_parser("backfill", help="run consecutive nights in order")

@@ -79,6 +79,7 @@ class RankerConfig:
     batch_size: int
     learning_rate: float
     patience: int
+    max_rows: int = 3_000_000
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ import numpy as np
 from nightshelf import lake
 from nightshelf import schema as S
 from nightshelf.config import Config
+from nightshelf.records import GateRecord, SasrecRecord
+from nightshelf.tracking import setup_mlflow
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +116,9 @@ def checks(cfg: Config, ds: str) -> dict:
     if now_lists is None:  # a rerun after publish: tonight's lists are already in place
         now_lists = _lists(lake.recommendations(cfg, ds))
     old_lists = _lists(lake.recommendations(cfg, prev))
-    gate_now = lake.read_json(lake.run_dir(cfg, ds) / "gate.json") or {}
-    gate_old = lake.read_json(lake.run_dir(cfg, prev) / "gate.json") or {}
-    kind_now = gate_now.get("serving", {}).get("kind")
-    kind_old = gate_old.get("serving", {}).get("kind")
+    gate_now, gate_old = GateRecord.find(cfg, ds), GateRecord.find(cfg, prev)
+    kind_now = gate_now.serving.kind if gate_now else None
+    kind_old = gate_old.serving.kind if gate_old else None
     if now_lists and old_lists:
         same = kind_now == kind_old
         add("psi.scores", psi(old_lists[1], now_lists[1]) if same else None,
@@ -151,14 +152,12 @@ def run(cfg: Config, ds: str) -> dict:
     text = render(report)
     (runs / "drift.json").write_text(json.dumps(report, indent=2))
     (runs / "drift.md").write_text(text)
-    train = lake.read_json(runs / "train.json")
-    if train:
+    night_run = SasrecRecord.find(cfg, ds)
+    if night_run:
         import mlflow
 
-        from training.tracking import setup_mlflow
-
         setup_mlflow(cfg)
-        with mlflow.start_run(run_id=train["run_id"]):
+        with mlflow.start_run(run_id=night_run.run_id):
             mlflow.log_text(text, "drift.md")
             mlflow.log_metrics({f"drift.{c['check']}": c["value"] for c in report["checks"]
                                 if c["value"] is not None})

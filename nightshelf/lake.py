@@ -71,6 +71,12 @@ def context(cfg: Config, ds: str, *parts: str) -> Path:
     return lake(cfg, "context", part(ds), *parts)
 
 
+def ranker_rows(cfg: Config, ds: str, window: int | None = None) -> Path:
+    """The ranker's training rows of night `ds` (one folder per label window)."""
+    base = lake(cfg, "ranker_rows", part(ds))
+    return base / f"window{window}" if window else base
+
+
 def recommendations(cfg: Config, ds: str | None = None) -> Path:
     base = lake(cfg, "recommendations")
     return base / part(ds) if ds else base

@@ -19,8 +19,11 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pyarrow.compute as pc
+
 from nightshelf import lake
 from nightshelf.config import Config
+from nightshelf.records import GateRecord, RankerRecord, ScoreRecord
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +44,8 @@ def fingerprint(folder: Path) -> str:
 
 def build_manifest(cfg: Config, ds: str, staging: Path) -> dict:
     runs = lake.run_dir(cfg, ds)
-    train, gate, score = (lake.read_json(runs / f"{n}.json") for n in ("train", "gate", "score"))
-    if gate is None or score is None:
-        raise FileNotFoundError(f"publish ds={ds}: gate.json or score.json missing in {runs}")
+    gate, score = GateRecord.read(cfg, ds), ScoreRecord.read(cfg, ds)
+    ranker = RankerRecord.find(cfg, ds)
     table = lake.read_parquet(staging, ["user_id"])
     counts = lake.read_json(lake.clean_counts(cfg, ds)) or {}
     validations = {}
@@ -55,15 +57,15 @@ def build_manifest(cfg: Config, ds: str, staging: Path) -> dict:
     return {
         "ds": ds,
         "rows": table.num_rows,
-        "users": len(set(table.column("user_id").to_pylist())),
-        "top_n": cfg.scoring.top_n,
-        "model_name": gate["model_name"],
-        "model_version": gate["serving"]["model_version"],
-        "serving": gate["serving"]["kind"],
-        "mlflow_run_id": gate["serving"]["run_id"],
-        "challenger": {"run_id": train["run_id"] if train else None,
-                       "version": gate["challenger_version"], "promoted": gate["promoted"],
-                       "reason": gate["reason"]},
+        "users": pc.count_distinct(table.column("user_id")).as_py(),
+        "top_n": score.top_n,
+        "model_name": gate.model_name,
+        "model_version": gate.serving.model_version,
+        "serving": gate.serving.kind,
+        "mlflow_run_id": gate.serving.run_id,
+        "challenger": {"run_id": ranker.run_id if ranker else None,
+                       "version": gate.challenger_version, "promoted": gate.promoted,
+                       "reason": gate.reason},
         "input": {k: counts.get(k) for k in ("rows_in", "clean", "duplicates", "quarantined")},
         "duplicates_by_kind": counts.get("duplicates_by_kind"),
         "quarantined_by_reason": counts.get("quarantined_by_reason"),

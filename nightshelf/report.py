@@ -7,6 +7,8 @@ from pathlib import Path
 
 from nightshelf import lake
 from nightshelf.config import Config
+from nightshelf.records import EvaluationRecord, GateRecord, RankerRecord, SasrecRecord
+from nightshelf.tracking import setup_mlflow
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +20,8 @@ def _read(path: Path) -> dict:
 def render(cfg: Config, ds: str) -> str:
     runs = lake.run_dir(cfg, ds)
     counts = _read(lake.clean_counts(cfg, ds))
-    train, gate = _read(runs / "train.json"), _read(runs / "gate.json")
+    sasrec, ranker = SasrecRecord.find(cfg, ds), RankerRecord.find(cfg, ds)
+    ev, gate = EvaluationRecord.find(cfg, ds), GateRecord.find(cfg, ds)
     manifest = _read(lake.recommendations(cfg, ds) / "manifest.json")
     lines = [f"# Nightshelf night {ds}", ""]
     if counts:
@@ -26,23 +29,22 @@ def render(cfg: Config, ds: str) -> str:
                   f"- raw rows: {counts['rows_in']}; clean: {counts['clean']}; duplicates: "
                   f"{counts['duplicates']} {counts.get('duplicates_by_kind')}; quarantined: "
                   f"{counts['quarantined']} {counts.get('quarantined_by_reason')}", ""]
-    if train:
+    if ev:
         lines += ["## Model", "", "| model | ndcg@10 | recall@10 | hr@10 |", "|---|---|---|---|"]
-        rows = {"ranker (challenger)": train["metrics"],
-                **{f"{n} (candidates alone)": m for n, m in train.get("candidates", {}).items()},
-                **train["baselines"]}
-        if gate.get("champion_metrics"):
-            rows["champion"] = gate["champion_metrics"]
-        for name, m in rows.items():
-            lines.append(f"| {name} | {m['ndcg@10']:.4f} | {m['recall@10']:.4f} | "
-                         f"{m['hr@10']:.4f} |")
-        lines += ["", f"- holdout users: {train['holdout_users']}, split at {train['split']}, "
-                      f"SASRec {train['epochs_run']} epochs, ranker "
-                      f"{train.get('ranker_epochs_run', 0)} epochs, {train['train_seconds']:.0f}s"]
+        names = {"ranker": "ranker (challenger)", "sasrec": "sasrec (candidates alone)"}
+        for name, m in ev.reports.items():
+            lines.append(f"| {names.get(name, name)} | {m['ndcg@10']:.4f} | "
+                         f"{m['recall@10']:.4f} | {m['hr@10']:.4f} |")
+        lines += ["", f"- holdout users: {ev.challenger['users']}, split at {ev.split}"]
+    if sasrec and ranker:
+        lines += [f"- SASRec v{sasrec.version}: {sasrec.epochs_run} epochs, "
+                  f"{sasrec.train_seconds:.0f}s; ranker v{ranker.version}: {ranker.epochs_run} "
+                  f"epochs, {ranker.train_seconds:.0f}s on {ranker.sizes.get('ranker_rows')} "
+                  f"rows (negatives kept at {ranker.sizes.get('ranker_negative_rate')})"]
     if gate:
-        lines += [f"- gate: {'PROMOTED' if gate['promoted'] else 'not promoted'} "
-                  f"v{gate['challenger_version']}: {gate['reason']}",
-                  f"- serving: {gate['serving']['kind']} v{gate['serving']['model_version']}", ""]
+        lines += [f"- gate: {'PROMOTED' if gate.promoted else 'not promoted'} "
+                  f"v{gate.challenger_version}: {gate.reason}",
+                  f"- serving: {gate.serving.kind} v{gate.serving.model_version}", ""]
     drift = _read(runs / "drift.json")
     if drift:
         flagged = [c for c in drift["checks"] if c["status"] in ("warn", "fail")]
@@ -68,14 +70,12 @@ def write_report(cfg: Config, ds: str) -> Path:
     path = lake.run_dir(cfg, ds) / "report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
-    train = _read(lake.run_dir(cfg, ds) / "train.json")
-    if train:
+    sasrec = SasrecRecord.find(cfg, ds)
+    if sasrec:
         import mlflow
 
-        from training.tracking import setup_mlflow
-
         setup_mlflow(cfg)
-        with mlflow.start_run(run_id=train["run_id"]):
+        with mlflow.start_run(run_id=sasrec.run_id):
             mlflow.log_text(text, "report.md")
     print(text)
     return path

@@ -29,6 +29,11 @@ def get_spark(cfg: Config, app: str):
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.ui.enabled", "false")
+        # Python workers run TensorFlow side by side, one per core: one thread each
+        .config("spark.executorEnv.TF_NUM_INTRAOP_THREADS", "1")
+        .config("spark.executorEnv.TF_NUM_INTEROP_THREADS", "1")
+        .config("spark.executorEnv.OMP_NUM_THREADS", "1")
+        .config("spark.executorEnv.TF_CPP_MIN_LOG_LEVEL", "2")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("WARN")

@@ -1,6 +1,8 @@
-"""Baselines every model must beat, computed on the same split: item-kNN by co-occurrence.
+"""Item-kNN by co-occurrence: the reference definition of co-visitation.
 
-(Popularity lives in `training.evaluate.popularity`, where the nightly holdout needs it.)
+The night computes it in Spark SQL (`jobs/context.py`, held to this by the tests); the
+benchmark and the tests fit it here. Popularity is `training.context.popularity`; ALS is
+Spark MLlib (`jobs/evaluate.py`).
 """
 
 from __future__ import annotations
@@ -72,36 +74,3 @@ def top_neighbours(sim: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
     starts = np.searchsorted(rows, rows, side="left")
     keep = order[(np.arange(len(order)) - starts) < k]
     return sparse.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=sim.shape)
-
-
-def als_top(spark, rows: np.ndarray, items: np.ndarray, weights: np.ndarray,
-            queries: np.ndarray, k: int, *, rank: int = 32, iterations: int = 10,
-            reg: float = 0.05, alpha: float = 10.0, seed: int = 13, extra: int = 0
-            ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Implicit-feedback ALS (Spark MLlib, Hu et al. 2008) fitted on (user row, item, weight)
-    steps, the weights summed per (user, item) as the confidence.
-
-    Returns, for each user row in `queries`, its `k + extra` best items and scores from
-    `recommendForUserSubset` (the caller masks `extra` of them at most); users ALS could not
-    place are absent.
-    """
-    import pandas as pd
-    from pyspark.ml.recommendation import ALS
-
-    keys, inv = np.unique(rows.astype(np.int64) * (1 << 32) + items, return_inverse=True)
-    conf = np.bincount(inv, weights=weights).astype(np.float32)
-    df = spark.createDataFrame(pd.DataFrame({  # through Arrow: no Python workers
-        "user": pd.array((keys >> 32).astype(np.int32), "int32"),
-        "item": pd.array((keys & 0xFFFFFFFF).astype(np.int32), "int32"),
-        "rating": pd.array(conf, "float32")}))
-    model = ALS(rank=rank, maxIter=iterations, regParam=reg, implicitPrefs=True, alpha=alpha,
-                userCol="user", itemCol="item", ratingCol="rating", seed=seed,
-                coldStartStrategy="drop").fit(df)
-    users = spark.createDataFrame(pd.DataFrame({"user": pd.array(
-        np.asarray(queries, np.int32), "int32")}))
-    out = {}
-    for row in model.recommendForUserSubset(users, k + extra).toLocalIterator():
-        recs = row["recommendations"]
-        out[int(row["user"])] = (np.array([r["item"] for r in recs], np.int64),
-                                 np.array([r["rating"] for r in recs], np.float32))
-    return out

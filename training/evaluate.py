@@ -135,3 +135,14 @@ class Evaluation:
 
     def reports(self) -> dict[str, dict]:
         return {name: self.report(name) for name in self.sums}
+
+
+def comparison_table(reports: dict[str, dict]) -> str:
+    """Markdown: one row per metric (slices included), one column per model."""
+    keys = list(dict.fromkeys(k for rep in reports.values() for k in rep))
+    names = list(reports)
+    lines = ["| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for k in keys:
+        cells = [f"{reports[n][k]:.4f}" if k in reports[n] else "-" for n in names]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

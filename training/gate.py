@@ -12,14 +12,8 @@ from __future__ import annotations
 import logging
 
 from nightshelf.config import Config
-from training import inputs
-from training.tracking import (
-    CHAMPION,
-    metric_key,
-    read_record,
-    setup_mlflow,
-    write_record,
-)
+from nightshelf.records import EvaluationRecord, GateRecord, RankerRecord, Serving
+from nightshelf.tracking import CHAMPION, metric_key, setup_mlflow
 
 log = logging.getLogger(__name__)
 
@@ -51,76 +45,52 @@ def fallback_baseline(baselines: dict[str, dict], metric: str) -> str:
                key=lambda b: baselines[b][metric])
 
 
-def current_champion(client, name: str):
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        return None
-
-
-def evaluate_registered(cfg: Config, ds: str, name: str, version: str) -> dict:
-    """Metrics of a registered ranker version on this night's holdout."""
-    from training import holdout, ranker
-    from training.serve import load_registered, sasrec_scorer
-
-    rank_model, sasrec_model = load_registered(cfg, name, version)
-    night = inputs.night_holdout(cfg, ds)
-    sasrec = sasrec_scorer(sasrec_model, night.vocab, cfg.model.max_len, cfg.scoring.batch_size)
-    ctx = holdout.item_context(cfg, night.before, night.split, night.vocab, night.catalog)
-    sizes = cfg.ranker.candidates
-    model = {"ranker": lambda c, s, k: ranker.top_lists(rank_model, c, s, sasrec, sizes, k)}
-    return holdout.evaluate(cfg, night, ctx, model, cfg.scoring.batch_size)["ranker"]
-
-
-def run(cfg: Config, ds: str, force: bool = False) -> dict:
+def run(cfg: Config, ds: str, force: bool = False) -> GateRecord:
+    """Decide from the night's evaluation (`jobs/evaluate.py` scored the challenger and the
+    champion on the same holdout), move the alias, tag the run and the version."""
     import mlflow
     from mlflow import MlflowClient
 
     setup_mlflow(cfg)
-    trained = read_record(cfg, ds, "train")
+    ev, trained = EvaluationRecord.read(cfg, ds), RankerRecord.read(cfg, ds)
+    if ev.challenger_version != trained.version:
+        raise ValueError(f"gate ds={ds}: the evaluation scored v{ev.challenger_version} but "
+                         f"train_ranker registered v{trained.version}: rerun evaluate")
     client = MlflowClient()
-    name, version = trained["model_name"], trained["model_version"]
-    try:
-        decided = read_record(cfg, ds, "gate")
-    except FileNotFoundError:
-        decided = None
-    if decided and decided.get("challenger_version") == version and not force:
+    name, version = trained.name, trained.version
+    decided = GateRecord.find(cfg, ds)
+    if decided and decided.challenger_version == version and not force:
         # a rerun of the night: keep its decision, and never move the champion alias back
         log.info("gate ds=%s: v%s was already decided for this night (%s); serving %s", ds,
-                 version, decided["reason"], decided["serving"]["model_version"])
+                 version, decided.reason, decided.serving.model_version)
         return decided
-    champ = current_champion(client, name)
-    champ_version = str(champ.version) if champ is not None else None  # MLflow gives an int
-    champ_report = None
-    if champ is not None and champ_version != version:
-        champ_report = evaluate_registered(cfg, ds, name, champ_version)
+    champ_version, champ_report = ev.champion_version, ev.champion
+    if champ_report is not None:
         log.info("gate ds=%s: champion v%s on tonight's holdout: %s=%.4f", ds, champ_version,
                  cfg.gate.metric, champ_report[cfg.gate.metric])
-    promote, why = decide(cfg.gate.metric, trained["metrics"], trained["baselines"],
-                          champ_report, cfg.gate.tolerance)
+    promote, why = decide(cfg.gate.metric, ev.challenger, ev.baselines, champ_report,
+                          cfg.gate.tolerance)
     if promote:
         client.set_registered_model_alias(name, CHAMPION, version)
-        serving = {"kind": "model", "model_version": version, "run_id": trained["run_id"]}
-    elif champ is not None:
-        serving = {"kind": "model", "model_version": champ_version, "run_id": champ.run_id}
+        serving = Serving("model", version, trained.run_id)
+    elif champ_version is not None:
+        champ = client.get_model_version(name, champ_version)
+        serving = Serving("model", champ_version, champ.run_id)
     else:
-        kind = fallback_baseline(trained["baselines"], cfg.gate.metric)
-        serving = {"kind": kind, "model_version": f"baseline:{kind}",
-                   "run_id": trained["run_id"]}
-    with mlflow.start_run(run_id=trained["run_id"]):
+        kind = fallback_baseline(ev.baselines, cfg.gate.metric)
+        serving = Serving(kind, f"baseline:{kind}", trained.run_id)
+    with mlflow.start_run(run_id=trained.run_id):
         mlflow.set_tags({"gate.promoted": str(promote), "gate.reason": why,
-                         "gate.serving_version": serving["model_version"]})
+                         "gate.serving_version": serving.model_version})
         if champ_report:
             mlflow.log_metrics({f"champion.{metric_key(k)}": float(v)
                                 for k, v in champ_report.items()})
     client.set_model_version_tag(name, version, "gate", "promoted" if promote else "rejected")
     client.set_model_version_tag(name, version, "gate_reason", why)
     log.info("gate ds=%s: %s v%s: %s; serving %s", ds, "PROMOTED" if promote else "kept out",
-             version, why, serving["model_version"])
-    record = {"ds": ds, "challenger_version": version, "promoted": promote, "reason": why,
-              "metric": cfg.gate.metric, "champion_version": champ_version,
-              "champion_metrics": champ_report, "serving": serving, "model_name": name}
-    write_record(cfg, ds, "gate", record)
+             version, why, serving.model_version)
+    record = GateRecord(ds=ds, model_name=name, challenger_version=version, promoted=promote,
+                        reason=why, metric=cfg.gate.metric, champion_version=champ_version,
+                        champion_metrics=champ_report, serving=serving)
+    record.write(cfg)
     return record

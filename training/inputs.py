@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -34,15 +33,6 @@ def sequences_table(cfg: Config, ds: str):
     return lake.read_parquet(lake.features(cfg, "sequences", ds))
 
 
-def vocabulary(sequences, catalog: Catalog) -> np.ndarray:
-    """[PAD, OOV] + the catalog's items and the items seen in sequences, sorted."""
-    import pyarrow.compute as pc
-
-    seen = pc.unique(pc.list_flatten(sequences.column(S.SEQ_ITEMS))).to_pylist()
-    items = sorted(set(seen) | set(catalog.item_ids))
-    return np.array([PAD, OOV] + items, dtype=object)
-
-
 def load_steps(sequences, vocab: np.ndarray) -> Steps:
     import pyarrow as pa
 
@@ -51,35 +41,6 @@ def load_steps(sequences, vocab: np.ndarray) -> Steps:
 
 def split_time(cfg: Config, ds: str) -> datetime:
     return lake.cutoff(ds) - timedelta(days=cfg.model.holdout_days)
-
-
-@dataclass
-class Night:
-    """A night's inputs cut at the holdout split: `before` holds every user's steps before
-    `split`; `after` (rows aligned with `before`) what they did from the split on."""
-    catalog: Catalog
-    vocab: np.ndarray
-    steps: Steps
-    split: datetime
-    before: Steps
-    after: Steps
-
-    @property
-    def holdout_rows(self) -> np.ndarray:
-        """Rows of `before` of the users who came back after the split."""
-        return np.nonzero(self.after.lengths > 0)[0]
-
-
-def night_holdout(cfg: Config, ds: str) -> Night:
-    """The night's inputs, built one way, so the gate scores the champion on exactly the
-    challenger's holdout."""
-    catalog = load_catalog(cfg, ds)
-    table = sequences_table(cfg, ds)
-    vocab = vocabulary(table, catalog)
-    steps = load_steps(table, vocab)
-    split = split_time(cfg, ds)
-    before, after = steps.cut(split, cfg.scoring.exclusion_window_days)
-    return Night(catalog, vocab, steps, split, before, after)
 
 
 def pad_left(rows: list[list[int]], length: int) -> np.ndarray:

@@ -14,6 +14,7 @@ a logit out.
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Callable
 
 import keras
@@ -115,15 +116,8 @@ def _dataset(cands: CandidateSet, y=None, w=None, batch_size: int = 1024, shuffl
     return ds.batch(batch_size).prefetch(2)
 
 
-def fit(train: CandidateSet, y: np.ndarray, w: np.ndarray, cfg, seed: int,
-        on_epoch: Callable[[int, dict], None] | None = None) -> tuple[keras.Model, dict]:
-    """Fit the ranker on labelled candidates; 10% of the users held out for early stopping."""
-    users = np.unique(train.rows)
-    rng = np.random.default_rng(seed)
-    val_users = rng.choice(users, size=max(1, len(users) // 10), replace=False)
-    is_val = np.isin(train.rows, val_users)
-    tr, va = train.select(~is_val), train.select(is_val)
-    model = build_dcn(*default_parts(tr, cfg))
+def _compile_and_fit(model: keras.Model, train, val, cfg,
+                     on_epoch: Callable[[int, dict], None] | None) -> dict:
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                   loss=keras.losses.BinaryCrossentropy(from_logits=True),
                   weighted_metrics=[keras.metrics.AUC(from_logits=True, name="auc")])
@@ -132,10 +126,90 @@ def fit(train: CandidateSet, y: np.ndarray, w: np.ndarray, cfg, seed: int,
     if on_epoch is not None:
         callbacks.append(keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: on_epoch(epoch + 1, logs)))
-    hist = model.fit(_dataset(tr, y[~is_val], w[~is_val], cfg.batch_size, shuffle_seed=seed),
-                     validation_data=_dataset(va, y[is_val], w[is_val], cfg.batch_size),
-                     epochs=cfg.epochs, callbacks=callbacks, shuffle=False, verbose=0)
-    return model, {k: [float(x) for x in v] for k, v in hist.history.items()}
+    hist = model.fit(train, validation_data=val, epochs=cfg.epochs, callbacks=callbacks,
+                     shuffle=False, verbose=0)
+    return {k: [float(x) for x in v] for k, v in hist.history.items()}
+
+
+def fit(train: CandidateSet, y: np.ndarray, w: np.ndarray, cfg, seed: int,
+        on_epoch: Callable[[int, dict], None] | None = None) -> tuple[keras.Model, dict]:
+    """Fit the ranker on labelled candidates in memory; 10% of the users held out for early
+    stopping."""
+    users = np.unique(train.rows)
+    rng = np.random.default_rng(seed)
+    val_users = rng.choice(users, size=max(1, len(users) // 10), replace=False)
+    is_val = np.isin(train.rows, val_users)
+    tr, va = train.select(~is_val), train.select(is_val)
+    model = build_dcn(*default_parts(tr, cfg))
+    history = _compile_and_fit(
+        model, _dataset(tr, y[~is_val], w[~is_val], cfg.batch_size, shuffle_seed=seed),
+        _dataset(va, y[is_val], w[is_val], cfg.batch_size), cfg, on_epoch)
+    return model, history
+
+
+ADAPT_ROWS = 200_000     # rows the encoders are adapted on (normalisation, vocabularies)
+SHUFFLE_ROWS = 65_536    # rows shuffled together while streaming
+
+
+def is_validation(users: np.ndarray) -> np.ndarray:
+    """10% of the users, by a hash of their id: all of a user's rows on the same side."""
+    import pandas as pd
+
+    return pd.util.hash_array(np.asarray(users, dtype=object)) % np.uint64(10) == 0
+
+
+def from_rows(table) -> tuple[CandidateSet, np.ndarray, np.ndarray, np.ndarray]:
+    """(candidates, labels, weights, user ids) of a batch of training rows (pyarrow)."""
+    numeric = np.stack([table.column(n).to_numpy(zero_copy_only=False) for n in NUMERIC],
+                       axis=1).astype(np.float32)
+    strings = {c: np.asarray(table.column(c).to_pylist(), dtype=object).astype(str)
+               for c in ("category", "brand", "title")}
+    users = np.asarray(table.column("user_id").to_pylist(), dtype=object)
+    n = len(users)
+    cands = CandidateSet(rows=np.zeros(n, np.int64), items=np.zeros(n, np.int64),
+                         numeric=numeric, **strings)
+    return (cands, table.column("label").to_numpy().astype(np.float32),
+            table.column("weight").to_numpy().astype(np.float32), users)
+
+
+def fit_stream(path, cfg, seed: int,
+               on_epoch: Callable[[int, dict], None] | None = None) -> tuple[keras.Model, dict]:
+    """Fit the ranker on the training rows the Spark job wrote under `path` (Parquet),
+    streamed into Keras in shuffled batches: memory holds `SHUFFLE_ROWS` rows, whatever the
+    number of rows. The encoders are adapted on the first `ADAPT_ROWS` rows; the users
+    `is_validation` picks are held out for early stopping."""
+    import pyarrow.dataset as pads
+    import tensorflow as tf
+
+    data = pads.dataset(str(path), format="parquet")
+    model = build_dcn(*default_parts(from_rows(data.head(ADAPT_ROWS))[0], cfg))
+    fragments = list(data.get_fragments())
+    rng = np.random.default_rng(seed)
+
+    def batches(val: bool):
+        def gen():
+            order = range(len(fragments)) if val else rng.permutation(len(fragments))
+            for f in order:
+                for rb in fragments[f].to_batches(batch_size=SHUFFLE_ROWS):
+                    cands, y, w, users = from_rows(rb)
+                    keep = np.nonzero(is_validation(users) == val)[0]
+                    if not val:
+                        keep = rng.permutation(keep)
+                    for s in range(0, len(keep), cfg.batch_size):
+                        b = keep[s:s + cfg.batch_size]
+                        yield cands.select(b).inputs(), y[b], w[b]
+        return gen
+
+    spec = ({"numeric": tf.TensorSpec((None, len(NUMERIC)), tf.float32),
+             "category": tf.TensorSpec((None, 1), tf.string),
+             "brand": tf.TensorSpec((None, 1), tf.string),
+             "title": tf.TensorSpec((None, 1), tf.string)},
+            tf.TensorSpec((None,), tf.float32), tf.TensorSpec((None,), tf.float32))
+    train = tf.data.Dataset.from_generator(batches(False), output_signature=spec).prefetch(2)
+    val = tf.data.Dataset.from_generator(batches(True), output_signature=spec).prefetch(2)
+    with warnings.catch_warnings():  # a stream's length is unknown: every epoch "runs out"
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        return model, _compile_and_fit(model, train, val, cfg, on_epoch)
 
 
 def predict(model: keras.Model, cands: CandidateSet, batch_size: int = 4096) -> np.ndarray:

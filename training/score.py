@@ -1,8 +1,9 @@
-"""Score every eligible user: top-N items per user, written to the staging area in batches.
+"""A batch of users' published rows: top-N items, scores and reasons (`jobs/score.py` maps
+it over every user on Spark).
 
 Memory stays bounded by `scoring.batch_size` users at a time plus catalog-sized state: a
-batch's candidates (or co-visited / popular items), its top-N by partial selection, then
-the rows are streamed to one Parquet file. Never recommended: padding/unknown ids, items not
+batch's candidates (or co-visited / popular items) and its top-N by partial selection.
+Never recommended: padding/unknown ids, items not
 in tonight's catalog or unavailable, and items the user bought inside the exclusion window
 unless the catalog marks them repurchasable. Short lists are filled with popular items.
 """
@@ -10,20 +11,16 @@ unless the catalog marks them repurchasable. Short lists are filled with popular
 from __future__ import annotations
 
 import logging
-import shutil
-import time
 
 import numpy as np
 
-from nightshelf import lake
 from nightshelf import schema as S
 from nightshelf.config import Config
-from training import inputs, lists
+from nightshelf.records import GateRecord
+from training import lists
 from training.context import ItemContext
 from training.gate import ITEM_KNN, POPULARITY
-from training.holdout import item_context
 from training.steps import OOV, Steps, lookup
-from training.tracking import read_record, write_record
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +29,7 @@ VERBS = {S.VIEW: "viewed", S.ADD_TO_CART: "added to cart", S.PURCHASE: "bought",
          S.FAVORITE: "saved"}
 
 
-def _schema():
+def schema():
     import pyarrow as pa
 
     return pa.schema([(S.USER, pa.string()), (S.RANK, pa.int32()), (S.ITEM, pa.string()),
@@ -112,56 +109,11 @@ def recommendations(cfg: Config, ctx: ItemContext, steps: Steps, make, kind: str
             S.ITEM: ctx.vocab[ranked[r, c]].astype(str), S.SCORE: scores[r, c],
             S.REASON: [why[i][j] for i, j in zip(r, c)],
             S.MODEL_VERSION: [version] * len(r), S.RUN_ID: [run_id] * len(r)}
-    return pa.table(cols, schema=_schema())
+    return pa.table(cols, schema=schema())
 
 
-def serving_job(cfg: Config, ds: str, gate: dict):
-    """(rankers, baselines) for `partitions.Job` from the gate's decision."""
-    serving = gate["serving"]
-    if serving["kind"] in (POPULARITY, ITEM_KNN):
-        return (), (serving["kind"],)
-    return (("ranker", gate["model_name"], str(serving["model_version"])),), ()
-
-
-def run(cfg: Config, ds: str) -> dict:
-    """Score every user in this process, batch by batch (`jobs/score.py` is the same on
-    Spark)."""
-    import pyarrow.parquet as pq
-
-    from training import serve
-
-    gate = read_record(cfg, ds, "gate")
-    serving = gate["serving"]
-    catalog = inputs.load_catalog(cfg, ds)
-    table = inputs.sequences_table(cfg, ds)
-    vocab = inputs.vocabulary(table, catalog)
-    steps = inputs.load_steps(table, vocab)
-    ctx = item_context(cfg, steps, lake.cutoff(ds), vocab, catalog)
-    rankers, baselines = serving_job(cfg, ds, gate)
-    if rankers:
-        log.info("score ds=%s: loading %s v%s", ds, gate["model_name"],
-                 serving["model_version"])
-        (kind, make), = serve.load_models(cfg, rankers, None, vocab)[0].items()
-    else:
-        kind, make = baselines[0], {POPULARITY: lists.popular, ITEM_KNN: lists.covisited}[
-            baselines[0]]
-    out_dir = lake.staging_recommendations(cfg, ds)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
-    n_users, n_rows, t0 = len(steps), 0, time.monotonic()
-    bs = cfg.scoring.batch_size
-    version, run_id = str(serving["model_version"]), serving["run_id"]
-    with pq.ParquetWriter(out_dir / "part-00000.parquet", _schema()) as writer:
-        for start in range(0, n_users, bs):
-            rows = recommendations(cfg, ctx, steps.slice(start, start + bs), make, kind,
-                                   version, run_id)
-            writer.write_table(rows)
-            n_rows += rows.num_rows
-            done = min(start + bs, n_users)
-            log.info("score ds=%s: %d/%d users (%.0f%%), %d rows, %.1fs", ds, done, n_users,
-                     100 * done / max(n_users, 1), n_rows, time.monotonic() - t0)
-    record = {"ds": ds, "users": n_users, "rows": n_rows, "top_n": cfg.scoring.top_n,
-              "serving": serving, "staging": str(out_dir), "seconds": time.monotonic() - t0}
-    write_record(cfg, ds, "score", record)
-    return record
+def serving_job(gate: GateRecord) -> tuple[tuple, tuple]:
+    """(rankers, baselines) of `partitions.Job` for what the gate chose to serve."""
+    if gate.serving.kind in (POPULARITY, ITEM_KNN):
+        return (), (gate.serving.kind,)
+    return (("ranker", gate.model_name, gate.serving.model_version),), ()

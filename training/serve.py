@@ -9,55 +9,95 @@ vocabulary scores tonight's items, and items it never saw get the row's minimum.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from nightshelf.config import Config
+from nightshelf.tracking import SASREC_TAG, setup_mlflow
 from training import lists, ranker
 from training.model import item_vocabulary
 from training.steps import Steps
-from training.tracking import SASREC_TAG, setup_mlflow
 
 ListMaker = Callable[..., tuple[np.ndarray, np.ndarray]]
 
 
+SETTINGS_TAG = "serving_settings"  # on a ranker version: what shaped its inputs (JSON)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What shapes a ranker's inputs; logged with its version, read back to serve it."""
+    max_len: int                   # SASRec's input length
+    candidates: dict[str, int]     # per source, per user
+    weights: dict[str, float]      # event-type weights (features, repeat candidates)
+
+    @classmethod
+    def of(cls, cfg: Config) -> "Settings":
+        return cls(cfg.model.max_len, dict(cfg.ranker.candidates), dict(cfg.events.weights))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Settings":
+        return cls(**json.loads(text))
+
+
 def load_registered(cfg: Config, name: str, version: str):
-    """(ranker, SASRec scoring model) of a registered ranker version."""
+    """(ranker, its SASRec scoring model, the settings it was trained with) of a registered
+    ranker version."""
     import mlflow
     from mlflow import MlflowClient
 
     model = mlflow.keras.load_model(f"models:/{name}/{version}")
     tags = MlflowClient().get_model_version(name, version).tags
-    if SASREC_TAG not in tags:
-        raise ValueError(f"registered model {name} v{version} has no {SASREC_TAG!r} tag: it "
-                         f"was not registered by this version of training.train (retrain)")
+    missing = [t for t in (SASREC_TAG, SETTINGS_TAG) if t not in tags]
+    if missing:
+        raise ValueError(f"registered model {name} v{version} has no {missing} tag(s): it "
+                         f"was not registered by this version of training.train_ranker "
+                         f"(retrain: nightshelf train-ranker --force)")
+    settings = Settings.from_json(tags[SETTINGS_TAG])
     sasrec = mlflow.keras.load_model(f"models:/{cfg.model.name}/{tags[SASREC_TAG]}")
-    return model, sasrec
+    return model, sasrec, settings
 
 
 def load_models(cfg: Config, rankers: tuple[tuple[str, str, str], ...],
                 sasrec: tuple[str, str] | None, vocab: np.ndarray
                 ) -> tuple[dict[str, ListMaker], Callable[[Steps], np.ndarray] | None]:
-    """({role: list maker} for each (role, name, version) of `rankers`, plus "sasrec" for
-    SASRec alone when `sasrec` = (name, version) is given; that SASRec's scorer)."""
+    """({role: list maker} for each (role, name, version) of `rankers`, each served with the
+    settings registered with it, plus "sasrec" for SASRec alone when `sasrec` = (name,
+    version) is given (tonight's `model.max_len`: it was trained tonight); that scorer)."""
     import mlflow
 
     setup_mlflow(cfg)
-    bs, max_len, sizes = cfg.scoring.batch_size, cfg.model.max_len, cfg.ranker.candidates
+    bs = cfg.scoring.batch_size
     makers: dict[str, ListMaker] = {}
 
-    def ranker_maker(model, scorer):
-        return lambda ctx, steps, k: ranker.top_lists(model, ctx, steps, scorer, sizes, k)
+    def ranker_maker(model, scorer, settings: Settings):
+        own: dict = {}  # tonight's context with the model's weights, made once
+
+        def make(ctx, steps, k):
+            if ctx.weights != settings.weights:
+                if own.get("from") is not ctx:
+                    own.update({"from": ctx, "ctx": dataclasses.replace(
+                        ctx, weights=settings.weights)})
+                ctx = own["ctx"]
+            return ranker.top_lists(model, ctx, steps, scorer, settings.candidates, k)
+        return make
 
     for role, name, version in rankers:
-        model, sasrec_model = load_registered(cfg, name, version)
-        makers[role] = ranker_maker(model, sasrec_scorer(sasrec_model, vocab, max_len, bs))
+        model, sasrec_model, settings = load_registered(cfg, name, version)
+        scorer = sasrec_scorer(sasrec_model, vocab, settings.max_len, bs)
+        makers[role] = ranker_maker(model, scorer, settings)
     alone = None
     if sasrec is not None:
         name, version = sasrec
         alone = sasrec_scorer(mlflow.keras.load_model(f"models:/{name}/{version}"), vocab,
-                              max_len, bs)
+                              cfg.model.max_len, bs)
         makers["sasrec"] = lambda ctx, steps, k: lists.from_dense(ctx, steps, alone(steps), k)
     return makers, alone
 

@@ -11,8 +11,10 @@ from airflow.dag_processing.dagbag import DagBag  # noqa: E402
 pytestmark = pytest.mark.airflow
 
 REPO = Path(__file__).resolve().parents[2]
+SPARK_JOBS = ("clean", "features", "context", "ranker_rows", "evaluate", "score")
 ORDER = ["land", "validate_raw", "clean", "validate_clean", "features", "validate_features",
-         "train", "gate", "score", "validate_recommendations", "drift", "publish", "report"]
+         "context", "train", "ranker_rows", "train_ranker", "evaluate", "gate", "score",
+         "validate_recommendations", "drift", "publish", "report"]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def test_tasks_run_in_order(bag):
 
 def test_spark_jobs_go_through_the_spark_connection(bag):
     dag = bag.dags["recsys_nightly"]
-    for task_id in ("clean", "features"):
+    for task_id in SPARK_JOBS:
         task = dag.get_task(task_id)
         assert type(task).__name__ == "SparkSubmitOperator"
         assert task._conn_id == "spark_default"
@@ -57,7 +59,7 @@ def test_spark_jobs_go_through_the_spark_connection(bag):
 def test_other_steps_call_the_cli_in_the_job_environment(bag):
     dag = bag.dags["recsys_nightly"]
     for task in dag.tasks:
-        if task.task_id in ("clean", "features"):
+        if task.task_id in SPARK_JOBS:
             continue
         assert task.bash_command.startswith("nightshelf ")
         assert task.bash_command.endswith("--ds {{ ds }}")

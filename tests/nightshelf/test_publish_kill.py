@@ -11,6 +11,7 @@ import pytest
 
 from nightshelf import lake
 from nightshelf.publish import SUCCESS, fingerprint
+from nightshelf.records import GateRecord, ScoreRecord, Serving
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -28,15 +29,14 @@ def stage(cfg, items: list[str], version: str) -> None:
     pq.write_table(table, staging / "part-00000.parquet")
     runs = lake.run_dir(cfg, DS)
     runs.mkdir(parents=True, exist_ok=True)
-    serving = {"kind": "model", "model_version": version, "run_id": f"run-{version}"}
-    records = {
-        "validation-recommendations": {"success": True, "suites": [],
-                                       "fingerprint": fingerprint(staging)},
-        "gate": {"model_name": "m", "serving": serving, "challenger_version": version,
-                 "promoted": True, "reason": "test"},
-        "score": {"rows": len(items)}, "train": {"run_id": f"run-{version}"}}
-    for name, data in records.items():
-        (runs / f"{name}.json").write_text(json.dumps(data))
+    serving = Serving("model", version, f"run-{version}")
+    (runs / "validation-recommendations.json").write_text(json.dumps(
+        {"success": True, "suites": [], "fingerprint": fingerprint(staging)}))
+    GateRecord(ds=DS, model_name="m", challenger_version=version, promoted=True,
+               reason="test", metric="ndcg@10", champion_version=None, champion_metrics=None,
+               serving=serving).write(cfg)
+    ScoreRecord(ds=DS, users=1, rows=len(items), top_n=len(items), serving=serving,
+                staging=str(staging), seconds=0.0).write(cfg)
 
 
 def published_items(cfg) -> list[str] | None:

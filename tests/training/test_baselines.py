@@ -21,19 +21,3 @@ def test_cosine_co_occurrence_and_scores():
 def test_neighbours_are_cut_to_the_most_similar():
     knn = ItemKNN(vocab_size=4, shrink=0.0, neighbours=1).fit([[1, 2], [1, 2], [1, 3]])
     assert knn.sim[1].nnz == 1 and knn.sim[1, 2] > 0
-
-
-@pytest.mark.spark
-def test_als_recommends_a_users_own_cluster(spark):
-    from training.baselines import als_top
-
-    # two groups of users with disjoint items: 2..4 and 5..7; each user has seen two items
-    histories = [[2, 3], [3, 4], [2, 4], [5, 6], [6, 7], [5, 7]] * 3
-    rows = np.repeat(np.arange(len(histories)), 2)
-    items = np.array([i for h in histories for i in h])
-    top = als_top(spark, rows, items, np.ones(len(items)), np.array([0, 3]), k=3, rank=4,
-                  iterations=10)
-    assert set(top) == {0, 3}
-    first, fourth = top[0][0], top[3][0]
-    assert len(first) == 3 and np.all(np.diff(top[0][1]) <= 0)  # best first
-    assert set(first) <= {2, 3, 4} and set(fourth) <= {5, 6, 7}

@@ -1,12 +1,9 @@
-"""MLflow set-up shared by training, gate, scoring and the report."""
+"""MLflow set-up shared by every task that logs to or loads from the tracking server."""
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
-from nightshelf import lake
 from nightshelf.config import Config
 
 log = logging.getLogger(__name__)
@@ -38,21 +35,3 @@ def setup_mlflow(cfg: Config) -> str:
 def metric_key(name: str) -> str:
     """MLflow metric names may not contain '@': ndcg@10 -> ndcg_at_10."""
     return name.replace("@", "_at_")
-
-
-def write_record(cfg: Config, ds: str, name: str, data: dict) -> Path:
-    """A per-night JSON record that the next task reads (train.json, gate.json, ...)."""
-    path = lake.run_dir(cfg, ds) / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
-    return path
-
-
-def read_record(cfg: Config, ds: str, name: str) -> dict:
-    path = lake.run_dir(cfg, ds) / f"{name}.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run the step that writes {name}.json "
-                                f"for ds={ds} first")
-    return json.loads(path.read_text())

@@ -1,0 +1,71 @@
+"""Score every user: the gate's model over each user's candidates, top-N with reasons,
+written to the staging area for validation and publishing.
+
+One `mapInArrow` over the users (`training.partitions.score`): each Python worker loads the
+registered ranker and its SASRec (or the served baseline) and the item context as of the
+cutoff once, then scores its users in batches of `scoring.batch_size`.
+
+Run with spark-submit (the DAG does this through SparkSubmitOperator):
+
+    spark-submit jobs/score.py --ds 2026-11-22
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from jobs.storage import write_atomically
+from jobs.users import map_users, sequences
+from nightshelf import lake
+from nightshelf.config import Config, load_config
+from nightshelf.records import GateRecord, ScoreRecord
+from training import partitions
+from training.score import schema, serving_job
+
+log = logging.getLogger("nightshelf.score")
+
+
+def run(spark, cfg: Config, ds: str) -> ScoreRecord:
+    t0 = time.monotonic()
+    gate = GateRecord.read(cfg, ds)
+    serving = gate.serving
+    rankers, baselines = serving_job(gate)
+    job = partitions.Job(cfg, ds, "cutoff", rankers=rankers, baselines=baselines,
+                         run_id=serving.run_id)
+    log.info("score ds=%s: serving %s %s", ds, serving.kind, serving.model_version)
+    out = map_users(spark, sequences(spark, cfg, ds), partitions.score, job, schema())
+    staging = lake.staging_recommendations(cfg, ds)
+    # sorted within each file and named without the write's id: a rerun writes the same files
+    write_atomically(out.sortWithinPartitions("user_id", "rank"), staging, spark,
+                     stable_names=True)
+    written = spark.read.parquet(str(staging))
+    rows, users = written.count(), written.select("user_id").distinct().count()
+    record = ScoreRecord(ds=ds, users=users, rows=rows, top_n=cfg.scoring.top_n,
+                         serving=serving, staging=str(staging), seconds=time.monotonic() - t0)
+    record.write(cfg)
+    log.info("score ds=%s: %d rows for %d users in %.0fs", ds, rows, users, record.seconds)
+    return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    """spark-submit jobs/score.py --ds YYYY-MM-DD [--config F]"""
+    from nightshelf.logs import setup_logging
+    from nightshelf.spark import get_spark
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--ds", required=True)
+    p.add_argument("--config")
+    args = p.parse_args(argv)
+    setup_logging()
+    cfg = load_config(args.config)
+    spark = get_spark(cfg, "score")
+    try:
+        run(spark, cfg, args.ds)
+    finally:
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main()
