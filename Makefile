@@ -11,7 +11,7 @@ NS := $(VENV)/bin/nightshelf
 DS ?= $(shell sed -n 's/^  end: "\(.*\)".*/\1/p' nightshelf/defaults.yaml)
 PYTEST_ARGS ?=
 
-.PHONY: install demo night backfill test lint ui bench-quality clean-home help
+.PHONY: install demo night backfill test lint ui bench-quality bench-scale clean-home help
 
 help:
 	@echo "make demo   - install, generate a synthetic shop, run one whole night through Airflow"
@@ -20,6 +20,7 @@ help:
 	@echo "make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD - run those nights in order"
 	@echo "make ui     - MLflow UI on http://127.0.0.1:5000"
 	@echo "make lint   - flake8 + isort --check"
+	@echo "make bench-scale [TIERS=\"S M L\"] - a night per scale tier, per-stage time and memory"
 
 $(VENV)/.installed: setup.cfg pyproject.toml constraints/jobs.txt
 	@echo "== installing the job environment ($(VENV)): Spark, TensorFlow, MLflow, GX"
@@ -64,12 +65,18 @@ lint: install
 
 DATA ?= ../shared/data/amazon_beauty/Beauty.txt
 ATTRS ?=
-OUT ?= bench/results/quality-beauty.json
 SEEDS ?= 13
 # the pipeline's own SASRec under the standard protocol (leave-one-out, full ranking)
 bench-quality: install
 	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/python -m training.bench --data $(DATA) \
-		$(if $(ATTRS),--attrs $(ATTRS)) --out $(OUT) --seeds $(SEEDS)
+		$(if $(ATTRS),--attrs $(ATTRS)) --out $(or $(OUT),bench/results/quality-beauty.json) \
+		--seeds $(SEEDS)
+
+TIERS ?= S M L
+# a whole night per scale tier through the DAG, per stage: wall time, rows/s, peak RSS
+bench-scale: install
+	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/python bench/scale.py --tiers $(TIERS) \
+		--out $(or $(OUT),bench/results/scale.json)
 
 ui: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(NIGHTSHELF_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000

@@ -12,13 +12,14 @@ And the dirt real logs have, at configured rates: exact duplicates, double-fired
 apart, mixed timestamp formats, nulls in required fields, unknown event types, unparsable
 timestamps, raw event-type synonyms, and PII columns (e-mail, IP).
 
-Everything is drawn from one seeded generator: the same config writes the same files.
+Everything is drawn from one seeded generator: the same config writes the same files. It
+is vectorised and works a day at a time: memory is one day's events plus the users and the
+catalog (500k users x 30 days in minutes, `make bench-scale`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -90,203 +91,265 @@ def _brands(rng: np.random.Generator, n: int) -> list[str]:
     return sorted(names)
 
 
+def _pick(values, index: np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=object)[index]
+
+
 def make_catalog(shop: ShopConfig, rng: np.random.Generator) -> Catalog:
+    """Items with a leaf category, a brand of their top category, a price level by brand, a
+    power-law popularity and three related items (same leaf, nearest in price)."""
     leaves = _leaves()
     tops = list(TAXONOMY)
     brands = _brands(rng, 5 * len(tops))
-    top_brands = {t: brands[i * 5:(i + 1) * 5] for i, t in enumerate(tops)}
     n = shop.items + shop.new_items_per_day * shop.days
-    leaf_w = rng.dirichlet(np.full(len(leaves), 3.0))
-    leaf = rng.choice(len(leaves), size=n, p=leaf_w)
-    titles, cats, brand_col, price, rep = [], [], [], [], []
-    for i in range(n):
-        top, lf, nouns = leaves[leaf[i]]
-        brand = rng.choice(top_brands[top])
-        premium = 0.6 + (brands.index(brand) % 5) * 0.25
-        p = BASE_PRICE[top] * premium * float(rng.lognormal(0.0, 0.35))
-        titles.append(f"{brand} {rng.choice(ADJECTIVES)} {rng.choice(nouns)} {i % 7 + 1}")
-        cats.append(f"{top} > {lf}")
-        brand_col.append(brand)
-        price.append(round(p, 2))
-        rep.append(top in CONSUMABLE_TOPS or lf in CONSUMABLE_LEAVES)
+    leaf = rng.choice(len(leaves), size=n, p=rng.dirichlet(np.full(len(leaves), 3.0)))
+    top_of_leaf = np.array([tops.index(t) for t, _, _ in leaves])
+    brand_idx = top_of_leaf[leaf] * 5 + rng.integers(0, 5, size=n)
+    premium = 0.6 + (brand_idx % 5) * 0.25
+    base = np.array([BASE_PRICE[t] for t in tops])[top_of_leaf[leaf]]
+    price = np.round(base * premium * rng.lognormal(0.0, 0.35, size=n), 2)
+    noun = np.array([leaves[lf][2][k % len(leaves[lf][2])]
+                     for lf, k in zip(leaf, rng.integers(0, 6, size=n))], dtype=object)
+    brand = _pick(brands, brand_idx)
+    adjective = _pick(ADJECTIVES, rng.integers(0, len(ADJECTIVES), size=n))
+    number = (np.arange(n) % 7 + 1).astype(str)
+    title = brand + " " + adjective + " " + noun + " " + number.astype(object)
+    category = _pick([f"{t} > {lf}" for t, lf, _ in leaves], leaf)
+    consumable = np.array([t in CONSUMABLE_TOPS or lf in CONSUMABLE_LEAVES
+                           for t, lf, _ in leaves])
     first_day = np.zeros(n, dtype=int)
     first_day[shop.items:] = np.repeat(np.arange(1, shop.days + 1),
                                        shop.new_items_per_day)[: n - shop.items]
     popularity = 1.0 / np.power(rng.permutation(n) + 1.0, 0.9)
-    price_arr = np.array(price)
-    related = np.zeros((n, 3), dtype=int)
-    for i in range(n):
-        same = np.flatnonzero(leaf == leaf[i])
-        same = same[same != i]
-        if len(same) == 0:
-            related[i] = i
-            continue
-        closeness = 1.0 / (1.0 + np.abs(np.log(price_arr[same] / price_arr[i])) * 4)
-        related[i] = rng.choice(same, size=3, p=closeness / closeness.sum())
-    ids = np.array([f"P{i:05d}" for i in range(n)])
-    return Catalog(ids, np.array(titles), np.array(cats), leaf, np.array(brand_col), price_arr,
-                   np.array(rep), first_day, popularity, related)
+    # related: three of the six items of the same leaf nearest in price
+    order = np.lexsort((price, leaf))
+    pos = np.empty(n, dtype=int)
+    pos[order] = np.arange(n)
+    offsets = np.array([-3, -2, -1, 1, 2, 3])
+    near = np.clip(pos[:, None] + offsets[None, :], 0, n - 1)
+    cand = order[near]
+    cand = np.where(leaf[cand] == leaf[:, None], cand, np.arange(n)[:, None])
+    pick = np.argsort(rng.random((n, 6)), axis=1)[:, :3]
+    related = np.take_along_axis(cand, pick, axis=1)
+    ids = np.char.add("P", np.char.zfill(np.arange(n).astype(str), 5)).astype(object)
+    return Catalog(ids, title, category, leaf, brand, price, consumable[leaf], first_day,
+                   popularity, related)
 
 
 @dataclass
 class Users:
     user_id: np.ndarray
-    taste: np.ndarray         # [n_users, n_leaves]
+    taste: np.ndarray         # [n_users, n_leaves] cumulative taste (last column 1)
     activity: np.ndarray      # expected sessions per day
     first_day: np.ndarray
-    email: np.ndarray
-    ip: np.ndarray
 
 
 def make_users(shop: ShopConfig, n_leaves: int, rng: np.random.Generator) -> Users:
     n = shop.users
-    taste = rng.dirichlet(np.full(n_leaves, 0.15), size=n)
+    taste = np.cumsum(rng.dirichlet(np.full(n_leaves, 0.15), size=n).astype(np.float32),
+                      axis=1)
+    taste[:, -1] = 1.0
     activity = np.clip(rng.lognormal(np.log(0.35), 0.8, size=n), 0.03, 4.0)
     first_day = np.where(rng.random(n) < shop.initial_user_fraction, 0,
                          rng.integers(1, shop.days + 1, size=n))
-    ids = np.array([f"U{i:06d}" for i in range(n)])
-    email = np.array([f"shopper{i}@example.com" for i in range(n)])
-    ip = np.array([f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}" for i in range(n)])
-    return Users(ids, taste, activity, first_day, email, ip)
+    ids = np.char.add("U", np.char.zfill(np.arange(n).astype(str), 6)).astype(object)
+    return Users(ids, taste, activity, first_day)
 
 
-class _Day:
-    """Collects one day's clean events as columns."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple] = []
-
-    def add(self, user: int, item: int, etype: str, ts: float, session: str, price: float,
-            qty: int) -> None:
-        self.rows.append((user, item, etype, ts, session, price, qty))
+def _email(u: np.ndarray) -> np.ndarray:
+    return np.char.add(np.char.add("shopper", u.astype(str)), "@example.com").astype(object)
 
 
-def _simulate_day(day: int, day_start: float, cat: Catalog, users: Users,
-                  bought: dict[int, list[int]], rng: np.random.Generator) -> _Day:
-    out = _Day()
-    live_items = np.flatnonzero(cat.first_day <= day)
-    novelty = np.where(cat.first_day[live_items] >= day - 3, 3.0, 1.0)
-    by_leaf: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for lf in np.unique(cat.leaf[live_items]):
-        members = live_items[cat.leaf[live_items] == lf]
-        w = cat.popularity[members] * novelty[cat.leaf[live_items] == lf]
-        by_leaf[int(lf)] = (members, w / w.sum())
-    leaf_ids = np.array(sorted(by_leaf))
-    active = np.flatnonzero(users.first_day <= day)
-    n_sessions = rng.poisson(users.activity[active])
-    for u, k in zip(active, n_sessions):
-        for s in range(int(k)):
-            t = day_start + float(rng.beta(3, 2)) * 86000.0
-            session = f"S{day:03d}-{u}-{s}"
-            taste = users.taste[u, leaf_ids]
-            leaf = int(rng.choice(leaf_ids, p=taste / taste.sum()))
-            members, w = by_leaf[leaf]
-            item = int(rng.choice(members, p=w))
-            for _ in range(1 + rng.geometric(0.2)):
-                out.add(u, item, "view", t, session, cat.price[item], 1)
-                r = rng.random()
-                if r < 0.09:
-                    t += float(rng.uniform(5, 60))
-                    out.add(u, item, "add_to_cart", t, session, cat.price[item], 1)
-                    if rng.random() < 0.45:
-                        t += float(rng.uniform(30, 300))
-                        qty = int(rng.choice([1, 1, 1, 2, 3]))
-                        out.add(u, item, "purchase", t, session, cat.price[item], qty)
-                        bought.setdefault(u, []).append(item)
-                elif r < 0.11:
-                    out.add(u, item, "favorite", t + 2, session, cat.price[item], 1)
-                t += float(rng.uniform(10, 120))
-                nxt = rng.random()
-                if nxt < 0.6:
-                    cand = cat.related[item][cat.first_day[cat.related[item]] <= day]
-                    item = int(rng.choice(cand)) if len(cand) else item
-                elif nxt < 0.85:
-                    item = int(rng.choice(members, p=w))
-                else:
-                    leaf = int(rng.choice(leaf_ids, p=taste / taste.sum()))
-                    members, w = by_leaf[leaf]
-                    item = int(rng.choice(members, p=w))
-        # consumables run out: re-buy
-        for item in set(bought.get(u, [])):
-            if cat.repurchasable[item] and rng.random() < 0.03:
-                t = day_start + float(rng.uniform(0, 86000))
-                session = f"S{day:03d}-{u}-r{item}"
-                out.add(u, item, "view", t, session, cat.price[item], 1)
-                out.add(u, item, "add_to_cart", t + 20, session, cat.price[item], 1)
-                out.add(u, item, "purchase", t + 90, session, cat.price[item], 1)
+def _ip(u: np.ndarray) -> np.ndarray:
+    parts = [(u // 65536 % 256), (u // 256 % 256), (u % 256)]
+    out = np.full(len(u), "10", dtype=object)
+    for p in parts:
+        out = out + "." + p.astype(str).astype(object)
     return out
 
 
-def _format_time(ts: float, style: int) -> str:
-    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
-    if style == 0:
-        return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    if style == 1:
-        return dt.astimezone(timezone(timedelta(hours=2))).isoformat(timespec="seconds")
-    if style == 2:
-        return str(int(ts))
-    return str(int(ts * 1000))
+class _Sampler:
+    """Draws items of a leaf by popularity (x3 for items new in the last 3 days)."""
+
+    def __init__(self, cat: Catalog, day: int):
+        live = np.flatnonzero(cat.first_day <= day)
+        w = cat.popularity[live] * np.where(cat.first_day[live] >= day - 3, 3.0, 1.0)
+        order = np.lexsort((live, cat.leaf[live]))
+        self.items, w, leaf = live[order], w[order], cat.leaf[live][order]
+        n_leaves = int(cat.leaf.max()) + 1
+        self.start = np.searchsorted(leaf, np.arange(n_leaves))
+        self.end = np.searchsorted(leaf, np.arange(n_leaves), side="right")
+        cum = np.cumsum(w)
+        base = np.concatenate([[0.0], cum])[self.start]
+        self.cum, self.base = cum, base
+        self.total = np.where(self.end > self.start, cum[np.maximum(self.end - 1, 0)] - base, 0)
+        self.has = self.end > self.start
+
+    def draw(self, leaves: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        u = self.base[leaves] + rng.random(len(leaves)) * self.total[leaves]
+        k = np.searchsorted(self.cum, u, side="right")
+        return self.items[np.clip(k, self.start[leaves], np.maximum(self.end[leaves] - 1, 0))]
 
 
-def _dirty_rows(day: _Day, cat: Catalog, users: Users, shop: ShopConfig,
-                rng: np.random.Generator) -> list[dict]:
-    dirt = shop.dirt
-    rows = []
-    for i, (u, item, etype, ts, session, price, qty) in enumerate(day.rows):
-        spell = RAW_TYPE_SPELLINGS[etype]
-        rows.append({
-            "event_id": f"E{int(ts * 1000):x}-{u}-{i}",
-            "user_id": users.user_id[u], "item_id": cat.item_id[item],
-            "event_type": spell[0] if rng.random() < 0.8 else str(rng.choice(spell)),
-            "event_time": _format_time(ts, int(rng.integers(0, 4))),
-            "session_id": session, "price": f"{price:.2f}", "quantity": str(qty),
-            "email": users.email[u], "ip": users.ip[u],
-        })
-    n = len(rows)
-    for i in rng.choice(n, size=int(n * dirt.null_required), replace=False):
-        rows[i][str(rng.choice(["user_id", "item_id", "event_type", "event_time"]))] = None
-    for i in rng.choice(n, size=int(n * dirt.unknown_event_types), replace=False):
-        rows[i]["event_type"] = str(rng.choice(UNKNOWN_TYPES))
-    for i in rng.choice(n, size=int(n * dirt.bad_timestamps), replace=False):
-        rows[i]["event_time"] = str(rng.choice(["not-a-date", "2026-13-45T99:00:00Z", "yesterday"]))
-    extra = [dict(rows[i]) for i in rng.choice(n, size=int(n * dirt.exact_duplicates))]
-    for i in rng.choice(n, size=int(n * dirt.double_fires)):
-        r = dict(rows[i])
-        ts = day.rows[i][3] + float(rng.uniform(0.5, 3.5))
-        r["event_id"] = r["event_id"] + "-b"
-        r["event_time"] = _format_time(ts, 0)
-        extra.append(r)
-    rows.extend(extra)
-    order = rng.permutation(len(rows))
-    return [rows[i] for i in order]
+def _taste_leaf(users: Users, who: np.ndarray, sampler: _Sampler,
+                rng: np.random.Generator) -> np.ndarray:
+    """A leaf per user in `who`, by their taste, among leaves with live items."""
+    leaf = (users.taste[who] < rng.random(len(who))[:, None]).sum(axis=1)
+    leaf = np.minimum(leaf, users.taste.shape[1] - 1)
+    bad = ~sampler.has[leaf]
+    if bad.any():  # a leaf with no live item yet: the user's next best leaf that has one
+        live = np.flatnonzero(sampler.has)
+        leaf[bad] = live[rng.integers(0, len(live), size=int(bad.sum()))]
+    return leaf
+
+
+def _simulate_day(day: int, day_start: float, cat: Catalog, users: Users,
+                  bought: np.ndarray, rng: np.random.Generator) -> tuple[dict, np.ndarray]:
+    """One day of clean events as columns, and the (user, item) repurchasable purchases so
+    far. Sessions: a leaf by taste, a first item by popularity, then 1 + geometric(0.2)
+    views, each moving to a related item (60%), another of the leaf (25%) or of another
+    tasted leaf (15%); a view becomes a cart 9% of the time, a cart a purchase 45%; 2%
+    favourites. Consumables run out: each repurchasable item bought earlier is bought again
+    with 3% a day."""
+    sampler = _Sampler(cat, day)
+    active = np.flatnonzero(users.first_day <= day)
+    k = rng.poisson(users.activity[active])
+    s_user = np.repeat(active, k)
+    n_s = len(s_user)
+    s_index = np.arange(n_s) - np.repeat(np.cumsum(k) - k, k)
+    t = day_start + rng.beta(3, 2, size=n_s) * 86000.0
+    leaf = _taste_leaf(users, s_user, sampler, rng)
+    item = sampler.draw(leaf, rng)
+    length = 1 + rng.geometric(0.2, size=n_s)
+    cols: dict[str, list] = {c: [] for c in ("user", "item", "type", "time", "session")}
+    session = np.char.add(np.char.add(np.char.add(f"S{day:03d}-", s_user.astype(str)), "-"),
+                          s_index.astype(str)).astype(object)
+
+    def emit(mask, etype, times):
+        cols["user"].append(s_user[mask])
+        cols["item"].append(item[mask])
+        cols["type"].append(np.full(int(mask.sum()), etype, dtype=object))
+        cols["time"].append(times[mask])
+        cols["session"].append(session[mask])
+
+    new_bought = []
+    for step in range(int(length.max(initial=0))):
+        on = length > step
+        emit(on, "view", t)
+        r = rng.random(n_s)
+        cart = on & (r < 0.09)
+        t_cart = t + rng.uniform(5, 60, size=n_s)
+        emit(cart, "add_to_cart", t_cart)
+        buy = cart & (rng.random(n_s) < 0.45)
+        t_buy = t_cart + rng.uniform(30, 300, size=n_s)
+        emit(buy, "purchase", t_buy)
+        new_bought.append(np.stack([s_user[buy], item[buy]], axis=1))
+        emit(on & ~cart & (r < 0.11), "favorite", t + 2)
+        t = np.where(cart, np.where(buy, t_buy, t_cart), t) + rng.uniform(10, 120, size=n_s)
+        nxt = rng.random(n_s)
+        rel = cat.related[item, rng.integers(0, 3, size=n_s)]
+        rel = np.where(cat.first_day[rel] <= day, rel, item)
+        other_leaf = _taste_leaf(users, s_user, sampler, rng)
+        item = np.where(nxt < 0.6, rel, np.where(nxt < 0.85, sampler.draw(leaf, rng),
+                                                 sampler.draw(other_leaf, rng)))
+        leaf = np.where(nxt < 0.85, leaf, other_leaf)
+    # consumables run out: re-buy
+    again = bought[rng.random(len(bought)) < 0.03] if len(bought) else bought
+    if len(again):
+        t0 = day_start + rng.uniform(0, 86000, size=len(again))
+        u, it = again[:, 0], again[:, 1]
+        sess = np.char.add(np.char.add(np.char.add(f"S{day:03d}-", u.astype(str)), "-r"),
+                           it.astype(str)).astype(object)
+        for etype, dt in (("view", 0.0), ("add_to_cart", 20.0), ("purchase", 90.0)):
+            cols["user"].append(u)
+            cols["item"].append(it)
+            cols["type"].append(np.full(len(u), etype, dtype=object))
+            cols["time"].append(t0 + dt)
+            cols["session"].append(sess)
+    events = {c: np.concatenate(v) if v else np.zeros(0) for c, v in cols.items()}
+    fresh = np.concatenate(new_bought) if new_bought else np.zeros((0, 2), int)
+    fresh = fresh[cat.repurchasable[fresh[:, 1]]] if len(fresh) else fresh
+    merged = np.unique(np.concatenate([bought, fresh]), axis=0) if len(fresh) else bought
+    return events, merged
+
+
+def _format_times(ts: np.ndarray, style: np.ndarray) -> np.ndarray:
+    """Event times in four styles: ISO-8601 UTC with ms, ISO-8601 at +02:00, epoch seconds,
+    epoch milliseconds."""
+    us = np.round(ts * 1e6).astype("int64").astype("datetime64[us]")
+    iso_ms = np.char.add(np.datetime_as_string(us, unit="ms"), "Z")
+    plus2 = np.char.add(np.datetime_as_string(us + np.timedelta64(2, "h"), unit="s"),
+                        "+02:00")
+    secs = ts.astype(np.int64).astype(str)
+    millis = (ts * 1000).astype(np.int64).astype(str)
+    out = np.empty(len(ts), dtype=object)
+    for k, values in enumerate((iso_ms, plus2, secs, millis)):
+        out[style == k] = values[style == k]
+    return out
 
 
 COLUMNS = ["event_id", "user_id", "item_id", "event_type", "event_time", "session_id", "price",
            "quantity", "email", "ip"]
 
 
-def write_events(rows: list[dict], folder: Path, fmt: str) -> Path:
+def _dirty_rows(events: dict, cat: Catalog, users: Users, shop: ShopConfig,
+                rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The day's events as the landed strings, with the configured dirt."""
+    dirt = shop.dirt
+    n = len(events["user"])
+    u, it, ts = events["user"], events["item"], events["time"]
+    etype = events["type"]
+    spelled = etype.copy()
+    for canonical, spellings in RAW_TYPE_SPELLINGS.items():
+        sel = np.flatnonzero((etype == canonical) & (rng.random(n) >= 0.8))
+        spelled[sel] = _pick(spellings, rng.integers(0, len(spellings), size=len(sel)))
+    qty = np.where(etype == "purchase", _pick([1, 1, 1, 2, 3], rng.integers(0, 5, size=n)), 1)
+    rows = {
+        "event_id": ("E" + np.char.mod("%x", (ts * 1000).astype(np.int64)).astype(object)
+                     + "-" + u.astype(str).astype(object) + "-"
+                     + np.arange(n).astype(str).astype(object)),
+        "user_id": users.user_id[u], "item_id": cat.item_id[it], "event_type": spelled,
+        "event_time": _format_times(ts, rng.integers(0, 4, size=n)),
+        "session_id": events["session"],
+        "price": np.char.mod("%.2f", cat.price[it]).astype(object),
+        "quantity": qty.astype(str).astype(object), "email": _email(u), "ip": _ip(u)}
+    required = ["user_id", "item_id", "event_type", "event_time"]
+    nulls = rng.choice(n, size=int(n * dirt.null_required), replace=False)
+    for i, col in zip(nulls, rng.integers(0, 4, size=len(nulls))):
+        rows[required[col]][i] = None
+    unknown = rng.choice(n, size=int(n * dirt.unknown_event_types), replace=False)
+    rows["event_type"][unknown] = _pick(UNKNOWN_TYPES, rng.integers(0, 3, size=len(unknown)))
+    bad = rng.choice(n, size=int(n * dirt.bad_timestamps), replace=False)
+    rows["event_time"][bad] = _pick(["not-a-date", "2026-13-45T99:00:00Z", "yesterday"],
+                                    rng.integers(0, 3, size=len(bad)))
+    dup = rng.choice(n, size=int(n * dirt.exact_duplicates))
+    fire = rng.choice(n, size=int(n * dirt.double_fires))
+    fired = {c: v[fire].copy() for c, v in rows.items()}
+    fired["event_id"] = fired["event_id"] + "-b"
+    fired["event_time"] = _format_times(ts[fire] + rng.uniform(0.5, 3.5, size=len(fire)),
+                                        np.zeros(len(fire), int))
+    order = rng.permutation(n + len(dup) + len(fire))
+    return {c: np.concatenate([v, v[dup], fired[c]])[order] for c, v in rows.items()}
+
+
+def write_events(rows: dict[str, np.ndarray], folder: Path, fmt: str) -> Path:
     """Land one day's raw events as CSV, JSON lines or Parquet (all values as strings)."""
+    import pyarrow as pa
+
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("events.*"):
         old.unlink()
+    table = pa.table({c: pa.array(rows[c], pa.string()) for c in COLUMNS})
     if fmt == "csv":
-        import csv
+        import pyarrow.csv as pacsv
         path = folder / "events.csv"
-        with path.open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=COLUMNS)
-            w.writeheader()
-            w.writerows(rows)
+        pacsv.write_csv(table, path, pacsv.WriteOptions(quoting_style="needed"))
     elif fmt == "jsonl":
         path = folder / "events.jsonl"
-        with path.open("w") as fh:
-            for r in rows:
-                fh.write(json.dumps(r) + "\n")
+        table.to_pandas().to_json(path, orient="records", lines=True)
     elif fmt == "parquet":
-        import pyarrow as pa
         import pyarrow.parquet as pq
         path = folder / "events.parquet"
-        table = pa.table({c: pa.array([r.get(c) for r in rows], pa.string()) for c in COLUMNS})
         pq.write_table(table, path)
     else:
         raise ValueError(f"shop.formats: unknown format {fmt!r} (use csv, jsonl or parquet)")
@@ -294,7 +357,8 @@ def write_events(rows: list[dict], folder: Path, fmt: str) -> Path:
 
 
 def generate(cfg: Config, days: int | None = None, end: str | None = None) -> dict:
-    """Write `days` landed days ending at `end` (config defaults) under the home folder."""
+    """Write `days` landed days ending at `end` (config defaults) under the home folder, one
+    day at a time: memory is one day's events plus the users and the catalog."""
     shop = cfg.shop
     days = days or shop.days
     end_day = lake.parse_ds(end or shop.end)
@@ -303,19 +367,20 @@ def generate(cfg: Config, days: int | None = None, end: str | None = None) -> di
     shop = dataclasses.replace(shop, days=days)
     cat = make_catalog(shop, rng)
     users = make_users(shop, len(_leaves()), rng)
-    bought: dict[int, list[int]] = {}
+    bought = np.zeros((0, 2), dtype=np.int64)
     summary = {"days": [], "items": int(len(cat.item_id)), "users": int(len(users.user_id))}
     for d in range(days):
         day_date = start_day + timedelta(days=d)
         ds = day_date.isoformat()
         day_start = datetime.combine(day_date, time.min, tzinfo=timezone.utc).timestamp()
-        sim = _simulate_day(d, day_start, cat, users, bought, rng)
-        rows = _dirty_rows(sim, cat, users, shop, rng)
+        events, bought = _simulate_day(d, day_start, cat, users, bought, rng)
+        rows = _dirty_rows(events, cat, users, shop, rng)
         fmt = shop.formats[d % len(shop.formats)]
         write_events(rows, lake.landing_events(cfg, ds), fmt)
         write_catalog_snapshot(cat, d, start_day, lake.landing_catalog(cfg, ds), rng)
-        summary["days"].append({"ds": ds, "rows": len(rows), "format": fmt})
-        log.info("landed %s: %d raw events (%s)", ds, len(rows), fmt)
+        n_rows = len(rows["user_id"])
+        summary["days"].append({"ds": ds, "rows": n_rows, "format": fmt})
+        log.info("landed %s: %d raw events (%s)", ds, n_rows, fmt)
     return summary
 
 
@@ -327,11 +392,13 @@ def write_catalog_snapshot(cat: Catalog, day: int, start_day: date, folder: Path
     folder.mkdir(parents=True, exist_ok=True)
     live = np.flatnonzero(cat.first_day <= day)
     available = rng.random(len(live)) > 0.04
-    first_seen = [start_day + timedelta(days=int(cat.first_day[i])) for i in live]
+    first_seen = (np.datetime64(start_day, "D") + cat.first_day[live].astype("timedelta64[D]"))
     table = pa.table({
-        "item_id": cat.item_id[live], "title": cat.title[live], "category": cat.category[live],
-        "brand": cat.brand[live], "price": cat.price[live], "available": available,
-        "repurchasable": cat.repurchasable[live],
+        "item_id": pa.array(cat.item_id[live], pa.string()),
+        "title": pa.array(cat.title[live], pa.string()),
+        "category": pa.array(cat.category[live], pa.string()),
+        "brand": pa.array(cat.brand[live], pa.string()), "price": cat.price[live],
+        "available": available, "repurchasable": cat.repurchasable[live],
         "first_seen": pa.array(first_seen, pa.date32()),
     })
     path = folder / "catalog.parquet"

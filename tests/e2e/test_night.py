@@ -181,18 +181,26 @@ def test_no_raw_email_or_ip_reaches_the_lake_or_the_lists(night):
         assert not {"email", "ip"} & set(table.column_names), path
 
 
-def test_rerunning_the_night_publishes_the_same_rows(night, env):
+def test_rerunning_the_night_on_a_spark_cluster_publishes_the_same_rows(night, env, tmp_path):
+    """The rerun goes to a Spark standalone master and worker on loopback: the night's jobs
+    run unchanged there and publish the same lists, row for row, as on local[*]."""
     from mlflow import MlflowClient
 
     from nightshelf import lake
+    from tests.support.spark_cluster import standalone
 
     cfg = _config(night)
     out = lake.recommendations(cfg, DS)
     first, manifest = _rows(out), json.loads((out / "manifest.json").read_text())
     client = MlflowClient(tracking_uri=cfg.tracking_uri)
     versions = len(client.search_model_versions(f"name='{cfg.ranker.name}'"))
-    proc = nightshelf(env, "night", "--ds", DS, check=False)
+    with standalone(tmp_path / "spark") as master:
+        proc = nightshelf({**env, "NIGHTSHELF__SPARK__MASTER": master}, "night", "--ds", DS,
+                          check=False)
+        ran = (tmp_path / "spark" / "master.log").read_text()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for job in ("clean", "features", "context", "ranker-rows", "evaluate", "score"):
+        assert f"Registering app nightshelf-{job}" in ran, job
     again = json.loads((out / "manifest.json").read_text())
     assert _rows(out) == first  # every column, row for row
     assert {k: v for k, v in again.items() if k != "created_at"} == {

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from nightshelf import drift, lake
+from nightshelf.records import GateRecord, Serving
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -45,9 +46,9 @@ def _night(cfg, ds, rows_in, quarantined, lists, published):
     pq.write_table(pa.table({"user_id": users, "item_id": items,
                              "score": [float(k) for k in range(len(items))]}),
                    folder / "part-0.parquet")
-    runs = lake.run_dir(cfg, ds)
-    runs.mkdir(parents=True, exist_ok=True)
-    (runs / "gate.json").write_text(json.dumps({"serving": {"kind": "model"}}))
+    GateRecord(ds=ds, model_name="m", challenger_version="1", promoted=True, reason="test",
+               metric="ndcg@10", champion_version=None, champion_metrics=None,
+               serving=Serving("model", "1", "run-1")).write(cfg)
 
 
 def test_a_collapse_in_volume_fails_the_night_and_says_why(cfg):

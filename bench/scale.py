@@ -1,0 +1,303 @@
+"""`make bench-scale`: a whole night per scale tier, measured stage by stage.
+
+For each tier (S: 1k users / 500 items, M: 50k / 10k, L: 500k / 50k; 30 days each) it
+generates the synthetic shop in a home of its own, cleans the history before the night
+(`nightshelf bootstrap`), then runs the night through the DAG exactly as `make night` does
+(`nightshelf night`: `airflow dags test`). A sampler walks the process tree four times a
+second: the sum of every process's resident memory (Airflow, spark-submit's JVM, Python
+workers, TensorFlow) is charged to the DAG task running at that moment, which it recognises
+from the command lines the tasks spawn. Per stage it records wall seconds, rows per second
+(each stage's own input: raw rows, clean events, users, training rows, published rows) and
+peak RSS; for scoring also scores per second, the served models' FLOPs per score and this
+machine's measured float32 matmul rate.
+
+    python bench/scale.py --tiers S M --out bench/results/scale.json [--root /tmp/scale]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TIERS = {"S": (1_000, 500), "M": (50_000, 10_000), "L": (500_000, 50_000)}
+DAYS, END = 30, "2026-11-22"
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+# a DAG task, recognised in the process tree by the command line it spawns
+STAGES = [
+    ("land", r"nightshelf land "), ("validate_raw", r"validate --stage raw"),
+    ("clean", r"jobs/clean\.py"), ("validate_clean", r"validate --stage clean"),
+    ("features", r"jobs/features\.py"), ("validate_features", r"validate --stage features"),
+    ("context", r"jobs/context\.py"), ("train", r"nightshelf train --ds"),
+    ("ranker_rows", r"jobs/ranker_rows\.py"), ("train_ranker", r"nightshelf train-ranker"),
+    ("evaluate", r"jobs/evaluate\.py"), ("gate", r"nightshelf gate "),
+    ("score", r"jobs/score\.py"),
+    ("validate_recommendations", r"validate --stage recommendations"),
+    ("drift", r"nightshelf drift "), ("publish", r"nightshelf publish "),
+    ("report", r"nightshelf report "),
+]
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(entry))
+    return kids
+
+
+def _tree(root: int) -> list[int]:
+    kids, out, todo = _children(), [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(kids.get(pid, []))
+    return out
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class Sampler(threading.Thread):
+    """Peak RSS of a process tree, overall and per recognised stage, and when each stage was
+    first and last seen."""
+
+    def __init__(self, root: int, stages=STAGES, every: float = 0.25):
+        super().__init__(daemon=True)
+        self.root, self.every = root, every
+        self.patterns = [(name, re.compile(p)) for name, p in stages]
+        self.peak, self.stages = 0, {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            pids = _tree(self.root)
+            total = sum(_rss(p) for p in pids)
+            self.peak = max(self.peak, total)
+            lines = " \n".join(_cmdline(p) for p in pids)
+            now = time.monotonic()
+            for name, pattern in self.patterns:
+                if pattern.search(lines):
+                    s = self.stages.setdefault(name, {"first": now, "last": now, "peak": 0})
+                    s["last"], s["peak"] = now, max(s["peak"], total)
+            time.sleep(self.every)
+
+
+def measured(cmd: list[str], env: dict, stages=STAGES) -> tuple[float, Sampler]:
+    """Run `cmd`, sampling its process tree; (wall seconds, sampler). Output goes to the
+    console so progress shows; a failure stops the benchmark."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env)
+    sampler = Sampler(proc.pid, stages)
+    sampler.start()
+    code = proc.wait()
+    sampler.done.set()
+    sampler.join()
+    if code:
+        raise SystemExit(f"bench-scale: {' '.join(cmd)} failed with exit code {code}")
+    return time.monotonic() - t0, sampler
+
+
+def matmul_flops(n: int = 2048, repeats: int = 5) -> float:
+    """This machine's float32 matmul rate (FLOP/s, median of `repeats`), all cores."""
+    import numpy as np
+
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    times = []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        a @ a
+        times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / float(np.median(times[1:]))
+
+
+def _dense_flops(model) -> int:
+    """Multiply-adds x 2 of a Keras model's Dense and cross layers, per input row."""
+    total = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Dense":
+            total += 2 * int(layer.kernel.shape[0]) * int(layer.kernel.shape[1])
+        elif kind == "CrossLayer":
+            total += sum(2 * int(w.shape[0]) * int(w.shape[1]) for w in layer.weights
+                         if len(w.shape) == 2)
+    return total
+
+
+def _sasrec_flops(scorer) -> int:
+    """FLOPs of one user's next-item scores: the blocks over max_len positions (projections,
+    attention, feed-forward) and the logits over the whole vocabulary."""
+    from training.model import SASRec
+
+    model = next(layer for layer in scorer.layers if isinstance(layer, SASRec))
+    length, dim, vocab = model.max_len, model.dim, model.vocab_size
+    per_block = 2 * length * dim * dim * 4 + 2 * 2 * length * length * dim \
+        + 2 * 2 * length * dim * dim
+    return model.blocks_n * per_block + 2 * dim * vocab
+
+
+def scoring_flops(env: dict, ds: str) -> dict:
+    """FLOPs per scored candidate of the served ranker (DCN per candidate, plus its SASRec's
+    per-user cost spread over the user's candidates)."""
+    code = f"""
+import json, sys
+from nightshelf.config import load_config
+from nightshelf.records import GateRecord
+from training.serve import load_registered
+sys.path.insert(0, {str(REPO / 'bench')!r})
+from scale import _dense_flops, _sasrec_flops
+cfg = load_config()
+gate = GateRecord.read(cfg, {ds!r})
+if gate.serving.kind != "model":
+    print(json.dumps({{"kind": gate.serving.kind}})); sys.exit()
+ranker, sasrec, settings = load_registered(cfg, gate.model_name, gate.serving.model_version)
+print(json.dumps({{"kind": "model", "ranker": _dense_flops(ranker),
+                  "sasrec": _sasrec_flops(sasrec),
+                  "candidates": sum(settings.candidates.values())}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, text=True,
+                         capture_output=True).stdout.strip().splitlines()[-1]
+    return json.loads(out)
+
+
+def _records(home: Path, ds: str) -> dict:
+    runs = home / "lake" / "runs" / f"ds={ds}"
+    out = {}
+    for name in ("score", "ranker_rows", "evaluation"):
+        path = runs / f"{name}.json"
+        out[name] = json.loads(path.read_text()) if path.exists() else {}
+    counts = sorted((home / "lake" / "clean" / "_counts").glob("ds=*/counts.json"))
+    out["clean_events"] = sum(json.loads(p.read_text())["clean"] for p in counts)
+    night = home / "lake" / "clean" / "_counts" / f"ds={ds}" / "counts.json"
+    out["raw_rows"] = json.loads(night.read_text())["rows_in"]
+    seqs = home / "lake" / "features" / "sequences" / f"ds={ds}"
+    import pyarrow.parquet as pq
+    out["users"] = sum(pq.read_metadata(p).num_rows for p in seqs.glob("*.parquet"))
+    return out
+
+
+def stage_rows(stage: str, rec: dict) -> int:
+    """The input a stage works through, in rows."""
+    if stage in ("land", "validate_raw", "clean"):
+        return rec["raw_rows"]
+    if stage in ("validate_clean", "features"):
+        return rec["clean_events"]
+    if stage in ("ranker_rows", "train_ranker"):
+        return rec["ranker_rows"].get("rows", 0)
+    if stage in ("evaluate", "gate"):
+        return rec["evaluation"].get("reports", {}).get("ranker", {}).get("users", 0)
+    if stage in ("score", "validate_recommendations", "drift", "publish", "report"):
+        return rec["score"].get("rows", 0)
+    return rec["users"]  # validate_features, context, train: the users' sequences
+
+
+def run_tier(tier: str, root: Path, matmul: float) -> list[dict]:
+    users, items = TIERS[tier]
+    home = root / tier
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NIGHTSHELF")}
+    env.update({"NIGHTSHELF_HOME": str(home), "NIGHTSHELF__SHOP__USERS": str(users),
+                "NIGHTSHELF__SHOP__ITEMS": str(items), "NIGHTSHELF__SHOP__DAYS": str(DAYS),
+                "NIGHTSHELF__SHOP__END": END,
+                "NIGHTSHELF_AIRFLOW_VENV": str(REPO / ".venv-airflow")})
+    cli = str(Path(sys.executable).parent / "nightshelf")
+    rows: list[dict] = []
+
+    def row(stage, seconds, n, peak, **extra):
+        rows.append({"tier": tier, "stage": stage, "users": users, "items": items,
+                     "wall_seconds": round(seconds, 2), "rows": n,
+                     "rows_per_second": round(n / max(seconds, 1e-9), 1),
+                     "peak_rss_mb": round(peak / 2 ** 20, 1), **extra})
+        print(f"bench-scale {tier}: {stage}: {seconds:.1f}s, {n} rows, "
+              f"peak RSS {peak / 2 ** 20:.0f} MB", flush=True)
+
+    if home.exists():
+        subprocess.run(["rm", "-rf", str(home)], check=True)
+    print(f"bench-scale {tier}: {users} users, {items} items, {DAYS} days -> {home}",
+          flush=True)
+    seconds, s = measured([cli, "generate"], env, stages=[])
+    summary = sum(1 for _ in (home / "landing" / "events").glob("ds=*"))
+    events = sum(_raw_rows(p) for p in (home / "landing" / "events").glob("ds=*/events.*"))
+    row("generate", seconds, events, s.peak, days=summary)
+    seconds, s = measured([cli, "bootstrap", "--until", END], env, stages=[])
+    row("bootstrap", seconds, events, s.peak)
+    seconds, s = measured([cli, "night", "--ds", END], env)
+    rec = _records(home, END)
+    for stage, _ in STAGES:
+        if stage in s.stages:
+            st = s.stages[stage]
+            extra = {}
+            if stage == "score":
+                flops = scoring_flops(env, END)
+                per_score = (flops["ranker"] + flops["sasrec"] / flops["candidates"]
+                             if flops.get("kind") == "model" else 0)
+                scored = rec["score"].get("users", 0) * flops.get("candidates", 0)
+                wall = st["last"] - st["first"]
+                extra = {"scores_per_second": round(scored / max(wall, 1e-9), 1),
+                         "flops_per_score": round(per_score),
+                         "matmul_flops_per_second": round(matmul),
+                         "share_of_matmul_rate": round(
+                             scored / max(wall, 1e-9) * per_score / matmul, 4)}
+            row(stage, st["last"] - st["first"], stage_rows(stage, rec), st["peak"], **extra)
+    row("night", seconds, rec["raw_rows"], s.peak)
+    for r in rows:
+        r["events"] = events
+    return rows
+
+
+def _raw_rows(path: Path) -> int:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+        return pq.read_metadata(path).num_rows
+    with path.open("rb") as f:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    return lines - (1 if path.suffix == ".csv" else 0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tiers", nargs="+", default=["S", "M", "L"], choices=list(TIERS))
+    p.add_argument("--out", default=str(REPO / "bench" / "results" / "scale.json"))
+    p.add_argument("--root", default=str(REPO / "var" / "bench-scale"),
+                   help="where each tier's home is made (one folder per tier)")
+    a = p.parse_args(argv)
+    matmul = matmul_flops()
+    print(f"bench-scale: float32 matmul {matmul / 1e9:.1f} GFLOP/s on this machine",
+          flush=True)
+    out = Path(a.out)
+    results = json.loads(out.read_text()) if out.exists() else []
+    for tier in a.tiers:
+        rows = run_tier(tier, Path(a.root), matmul)
+        results = [r for r in results if r.get("tier") != tier] + rows
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"bench-scale {tier}: written to {out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
