@@ -19,7 +19,7 @@ help:
 	@echo "make night DS=YYYY-MM-DD - run the DAG for one logical date on what has landed"
 	@echo "make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD - run those nights in order"
 	@echo "make ui     - MLflow UI on http://127.0.0.1:5000"
-	@echo "make lint   - flake8 + isort --check"
+	@echo "make lint   - flake8 + isort --check + import-linter (the layers)"
 	@echo "make bench-scale [TIERS=\"S M L\"] - a night per scale tier, per-stage time and memory"
 
 $(VENV)/.installed: setup.cfg pyproject.toml constraints/jobs.txt
@@ -60,8 +60,9 @@ test: install
 	$(VENV)/bin/python -m pytest -m "not bench" --ignore=tests/dags $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/flake8 nightshelf jobs training expectations dags tests
-	$(VENV)/bin/isort --check-only nightshelf jobs training expectations dags tests
+	$(VENV)/bin/flake8 nightshelf jobs training expectations dags tests bench
+	$(VENV)/bin/isort --check-only nightshelf jobs training expectations dags tests bench
+	$(VENV)/bin/lint-imports
 
 DATA ?= ../shared/data/amazon_beauty/Beauty.txt
 ATTRS ?=

@@ -10,12 +10,10 @@ from pyspark.sql import functions as F
 from nightshelf import lake
 from nightshelf import schema as S
 from nightshelf.config import Config
+from nightshelf.landing import read_landed, with_default_event_type
 
 
 def raw_frame(spark: SparkSession, cfg: Config, ds: str) -> DataFrame:
-    from jobs.clean import with_default_event_type
-    from jobs.storage import read_landed
-
     raw = with_default_event_type(
         read_landed(spark, lake.landing_events(cfg, ds), f"raw events for ds={ds}",
                     cfg.events.column_map), cfg.events)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import logging
 
+from expectations import frames
+from expectations import suites as su
 from nightshelf import lake
 from nightshelf.config import Config
+from nightshelf.spark import get_spark
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +33,6 @@ def _context(cfg: Config):
 
 def _batches(spark, cfg: Config, stage: str, ds: str) -> list[tuple[str, object, object]]:
     """(name, suite, Spark DataFrame) for every table the stage is checked on."""
-    from expectations import frames
-    from expectations import suites as su
-
     if stage == "raw":
         return [("raw_events", su.raw_suite(cfg), frames.raw_frame(spark, cfg, ds))]
     if stage == "clean":
@@ -93,8 +93,6 @@ def run_suite(ctx, name: str, suite, df) -> dict:
 
 def validate(cfg: Config, stage: str, ds: str, spark=None) -> dict:
     """Validate a stage of the night `ds`; raise ValidationFailed if any suite fails."""
-    from nightshelf.spark import get_spark
-
     own = spark is None
     spark = spark or get_spark(cfg, f"validate-{stage}")
     try:
@@ -107,9 +105,7 @@ def validate(cfg: Config, stage: str, ds: str, spark=None) -> dict:
     summary = {"stage": stage, "ds": ds, "success": all(r["success"] for r in results),
                "suites": results, "data_docs": str(lake.data_docs_index(cfg))}
     if stage == "recommendations":
-        from nightshelf.publish import fingerprint
-
-        summary["fingerprint"] = fingerprint(lake.staging_recommendations(cfg, ds))
+        summary["fingerprint"] = lake.fingerprint(lake.staging_recommendations(cfg, ds))
     out = lake.run_dir(cfg, ds) / f"validation-{stage}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2, default=str))

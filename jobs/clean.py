@@ -20,9 +20,14 @@ from datetime import timedelta
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from jobs.storage import write_atomically, write_json
 from nightshelf import lake
 from nightshelf import schema as S
+from nightshelf import secrets
 from nightshelf.config import Config, EventsConfig, load_config
+from nightshelf.landing import InputError, read_landed, with_default_event_type
+from nightshelf.logs import setup_logging
+from nightshelf.spark import get_spark
 
 log = logging.getLogger("nightshelf.clean")
 
@@ -77,13 +82,6 @@ def parse_event_time(col: Column) -> Column:
         .when(s.rlike(r"^\d{9,10}(\.\d+)?$"), F.timestamp_seconds(s.try_cast("double")))
         .when(s.rlike(r"^\d{4}-\d{2}-\d{2}[T ].*(Z|[+-]\d{2}:?\d{2})$"), F.try_to_timestamp(s))
     )
-
-
-def with_default_event_type(df: DataFrame, events: EventsConfig) -> DataFrame:
-    """An export without an event_type column (e.g. orders only) gets the configured type."""
-    if S.EVENT_TYPE not in df.columns and events.default_event_type:
-        return df.withColumn(S.EVENT_TYPE, F.lit(events.default_event_type))
-    return df
 
 
 def normalise_events(df: DataFrame, *, ds: str, events: EventsConfig) -> DataFrame:
@@ -264,10 +262,8 @@ def latest_catalog_folder(cfg: Config, ds: str):
 
 def run(spark, cfg: Config, ds: str) -> dict:
     """Clean the events and catalog landed for `ds`; returns the counts."""
-    from jobs.storage import InputError, read_landed, write_atomically, write_json
-    from nightshelf.secrets import pii_key
 
-    key = pii_key(cfg)
+    key = secrets.pii_key(cfg)
     cat_raw = read_landed(spark, latest_catalog_folder(cfg, ds), f"catalog for ds={ds}")
     catalog, cat_rejects = clean_catalog(cat_raw, ds=ds)
     catalog = catalog.cache()
@@ -318,9 +314,6 @@ def days_between(first: str, last: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     """spark-submit jobs/clean.py --ds YYYY-MM-DD [--ds ...] | --from A --to B [--config F]"""
-    from nightshelf.logs import setup_logging
-    from nightshelf.spark import get_spark
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ds", action="append", default=[])
     p.add_argument("--from", dest="first")

@@ -30,6 +30,8 @@ from jobs.storage import write_atomically, write_json
 from nightshelf import lake
 from nightshelf import schema as S
 from nightshelf.config import Config, load_config
+from nightshelf.logs import setup_logging
+from nightshelf.spark import get_spark
 
 log = logging.getLogger("nightshelf.context")
 
@@ -131,9 +133,6 @@ def run(spark, cfg: Config, ds: str) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     """spark-submit jobs/context.py --ds YYYY-MM-DD [--config F]"""
-    from nightshelf.logs import setup_logging
-    from nightshelf.spark import get_spark
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ds", required=True)
     p.add_argument("--config")

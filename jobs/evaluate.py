@@ -27,7 +27,9 @@ from jobs.context import before, steps_of
 from jobs.users import map_users, sequences
 from nightshelf import schema as S
 from nightshelf.config import Config, load_config
+from nightshelf.logs import setup_logging
 from nightshelf.records import EvaluationRecord, RankerRecord, SasrecRecord
+from nightshelf.spark import get_spark
 from nightshelf.tracking import CHAMPION, metric_key, setup_mlflow
 from training import inputs, partitions, plots
 from training.evaluate import Evaluation, comparison_table
@@ -125,9 +127,6 @@ def run(spark, cfg: Config, ds: str) -> EvaluationRecord:
 
 def main(argv: list[str] | None = None) -> None:
     """spark-submit jobs/evaluate.py --ds YYYY-MM-DD [--config F]"""
-    from nightshelf.logs import setup_logging
-    from nightshelf.spark import get_spark
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ds", required=True)
     p.add_argument("--config")

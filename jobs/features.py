@@ -16,9 +16,12 @@ from datetime import datetime, timedelta
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from jobs.storage import write_atomically
 from nightshelf import lake
 from nightshelf import schema as S
 from nightshelf.config import Config, load_config
+from nightshelf.logs import setup_logging
+from nightshelf.spark import get_spark
 
 log = logging.getLogger("nightshelf.features")
 
@@ -139,8 +142,6 @@ def read_history(spark, cfg: Config, ds: str) -> DataFrame:
 
 
 def run(spark, cfg: Config, ds: str) -> dict:
-    from jobs.storage import write_atomically
-
     cut = lake.cutoff(ds)
     events = read_history(spark, cfg, ds).cache()
     catalog = spark.read.parquet(str(lake.clean_catalog(cfg, ds))).cache()
@@ -163,9 +164,6 @@ def run(spark, cfg: Config, ds: str) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     """spark-submit jobs/features.py --ds YYYY-MM-DD [--config F]"""
-    from nightshelf.logs import setup_logging
-    from nightshelf.spark import get_spark
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ds", required=True)
     p.add_argument("--config")

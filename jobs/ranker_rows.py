@@ -26,7 +26,9 @@ from jobs.users import map_users, sequences
 from nightshelf import lake
 from nightshelf import schema as S
 from nightshelf.config import Config, load_config
+from nightshelf.logs import setup_logging
 from nightshelf.records import RowsRecord, SasrecRecord
+from nightshelf.spark import get_spark
 from training import partitions
 
 log = logging.getLogger("nightshelf.ranker_rows")
@@ -78,9 +80,6 @@ def run(spark, cfg: Config, ds: str) -> RowsRecord:
 
 def main(argv: list[str] | None = None) -> None:
     """spark-submit jobs/ranker_rows.py --ds YYYY-MM-DD [--config F]"""
-    from nightshelf.logs import setup_logging
-    from nightshelf.spark import get_spark
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ds", required=True)
     p.add_argument("--config")

@@ -20,7 +20,9 @@ from jobs.storage import write_atomically
 from jobs.users import map_users, sequences
 from nightshelf import lake
 from nightshelf.config import Config, load_config
+from nightshelf.logs import setup_logging
 from nightshelf.records import GateRecord, ScoreRecord
+from nightshelf.spark import get_spark
 from training import partitions
 from training.score import schema, serving_job
 
@@ -51,9 +53,6 @@ def run(spark, cfg: Config, ds: str) -> ScoreRecord:
 
 def main(argv: list[str] | None = None) -> None:
     """spark-submit jobs/score.py --ds YYYY-MM-DD [--config F]"""
-    from nightshelf.logs import setup_logging
-    from nightshelf.spark import get_spark
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ds", required=True)
     p.add_argument("--config")

@@ -80,7 +80,7 @@ def cmd_bootstrap(cfg: Config, a) -> None:
 
 def cmd_land(cfg: Config, a) -> None:
     """Check the night's landed files are there, and say what they are."""
-    from jobs.storage import landed_files
+    from nightshelf.landing import landed_files
 
     files = landed_files(lake.landing_events(cfg, a.ds), f"raw events for ds={a.ds}")
     for f in files:

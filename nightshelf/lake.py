@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -117,3 +118,14 @@ def read_parquet(folder: Path, columns: list[str] | None = None):
     if not files:
         return None
     return pads.dataset(files, format="parquet").to_table(columns=columns)
+
+
+def fingerprint(folder: Path) -> str:
+    """SHA-256 over the data files' names and bytes: what was validated is what is published."""
+    h = hashlib.sha256()
+    for p in sorted(folder.glob("*.parquet")):
+        h.update(p.name.encode())
+        with p.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()

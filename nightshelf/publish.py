@@ -11,7 +11,6 @@ publish killed between them is repaired by the next publish of that night.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -29,17 +28,6 @@ log = logging.getLogger(__name__)
 
 MANIFEST, SUCCESS = "manifest.json", "_SUCCESS"
 STAGES = ("raw", "clean", "features", "recommendations")
-
-
-def fingerprint(folder: Path) -> str:
-    """SHA-256 over the data files' names and bytes: what was validated is what is published."""
-    h = hashlib.sha256()
-    for p in sorted(folder.glob("*.parquet")):
-        h.update(p.name.encode())
-        with p.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def build_manifest(cfg: Config, ds: str, staging: Path) -> dict:
@@ -70,7 +58,7 @@ def build_manifest(cfg: Config, ds: str, staging: Path) -> dict:
         "duplicates_by_kind": counts.get("duplicates_by_kind"),
         "quarantined_by_reason": counts.get("quarantined_by_reason"),
         "validation": validations,
-        "fingerprint": fingerprint(staging),
+        "fingerprint": lake.fingerprint(staging),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -135,7 +123,7 @@ def publish(cfg: Config, ds: str) -> dict:
     if not validated or not validated.get("success"):
         raise RuntimeError(f"publish ds={ds}: the staged lists have not passed the "
                            f"recommendations suite; nothing published")
-    if validated.get("fingerprint") != fingerprint(staging):
+    if validated.get("fingerprint") != lake.fingerprint(staging):
         raise RuntimeError(f"publish ds={ds}: the staged files changed after validation; "
                            f"validate again before publishing")
     for stale in (SUCCESS, MANIFEST):  # left by a publish of this night that was killed

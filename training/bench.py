@@ -25,9 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from nightshelf.logs import setup_logging
 from training import fit
 from training.baselines import ItemKNN
 from training.inputs import pad_left
+from training.model import build_sasrec
 
 log = logging.getLogger("nightshelf.bench")
 
@@ -124,8 +126,6 @@ def baselines(seqs, n_items: int) -> dict[str, dict]:
 def run_once(seqs, n_items: int, cfg: BenchConfig, seed: int) -> dict:
     import keras
 
-    from training.model import build_sasrec
-
     keras.utils.set_random_seed(seed)
     train, (val_in, val_t), (test_in, test_t), dropped = leave_one_out(seqs)
     x, y, w = training_arrays(train, cfg.max_len)
@@ -154,8 +154,6 @@ def run_once(seqs, n_items: int, cfg: BenchConfig, seed: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from nightshelf.logs import setup_logging
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--attrs", type=Path, help="item attributes JSON (recorded, not used yet)")

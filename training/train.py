@@ -31,7 +31,9 @@ from nightshelf import schema as S
 from nightshelf.config import Config
 from nightshelf.records import Record, SasrecRecord
 from nightshelf.tracking import setup_mlflow
+from training import fit as loop
 from training import inputs, plots
+from training.model import build_sasrec, scoring_model
 from training.steps import Steps
 
 log = logging.getLogger(__name__)
@@ -46,9 +48,6 @@ def label_start(cfg: Config, ds: str) -> datetime:
 def fit(cfg: Config, before: Steps, vocab_size: int):
     """Fit SASRec on the steps given; 10% of users kept for early stopping."""
     import mlflow
-
-    from training import fit as loop
-    from training.model import build_sasrec
 
     m = cfg.model
     x, y, w = inputs.next_item_arrays(before, m.max_len, cfg.events.weights)
@@ -119,8 +118,6 @@ def run(cfg: Config, ds: str, force: bool = False) -> SasrecRecord:
     import keras
     import mlflow
     from mlflow.models import infer_signature
-
-    from training.model import scoring_model
 
     keras.utils.set_random_seed(cfg.model.seed)
     setup_mlflow(cfg)

@@ -16,7 +16,7 @@ from nightshelf import lake
 from nightshelf.config import Config
 from nightshelf.records import RankerRecord, RowsRecord, SasrecRecord
 from nightshelf.tracking import SASREC_TAG, setup_mlflow
-from training import plots
+from training import plots, ranker
 from training.serve import SETTINGS_TAG, Settings
 from training.train import reusable
 
@@ -38,8 +38,6 @@ def run(cfg: Config, ds: str, force: bool = False) -> RankerRecord:
     import pyarrow.dataset as pads
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
-
-    from training import ranker
 
     keras.utils.set_random_seed(cfg.model.seed)
     setup_mlflow(cfg)

@@ -234,7 +234,7 @@ def test_several_files_of_different_formats_in_one_day(spark, home):
 
 def _fails(spark, cfg, *fragments: str) -> None:
     from jobs.clean import run
-    from jobs.storage import InputError
+    from nightshelf.landing import InputError
 
     with pytest.raises(InputError) as err:
         run(spark, cfg, DS)

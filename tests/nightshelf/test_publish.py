@@ -5,7 +5,8 @@ import json
 import pytest
 
 from nightshelf import lake
-from nightshelf.publish import fingerprint, publish, recover, swap
+from nightshelf.lake import fingerprint
+from nightshelf.publish import publish, recover, swap
 
 DS = "2026-11-22"
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from nightshelf import lake
-from nightshelf.publish import SUCCESS, fingerprint
+from nightshelf.lake import fingerprint
+from nightshelf.publish import SUCCESS
 from nightshelf.records import GateRecord, ScoreRecord, Serving
 
 pa = pytest.importorskip("pyarrow")
