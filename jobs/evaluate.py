@@ -16,7 +16,6 @@ Run with spark-submit (the DAG does this through SparkSubmitOperator):
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 
@@ -26,10 +25,9 @@ from pyspark.sql import functions as F
 from jobs.context import before, steps_of
 from jobs.users import map_users, sequences
 from nightshelf import schema as S
-from nightshelf.config import Config, load_config
-from nightshelf.logs import setup_logging
+from nightshelf.config import Config
 from nightshelf.records import EvaluationRecord, RankerRecord, SasrecRecord
-from nightshelf.spark import get_spark
+from nightshelf.spark import job_main
 from nightshelf.tracking import CHAMPION, metric_key, setup_mlflow
 from training import inputs, partitions, plots
 from training.evaluate import Evaluation, comparison_table
@@ -127,17 +125,7 @@ def run(spark, cfg: Config, ds: str) -> EvaluationRecord:
 
 def main(argv: list[str] | None = None) -> None:
     """spark-submit jobs/evaluate.py --ds YYYY-MM-DD [--config F]"""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ds", required=True)
-    p.add_argument("--config")
-    args = p.parse_args(argv)
-    setup_logging()
-    cfg = load_config(args.config)
-    spark = get_spark(cfg, "evaluate")
-    try:
-        run(spark, cfg, args.ds)
-    finally:
-        spark.stop()
+    job_main(run, "evaluate", __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ Run with spark-submit (the DAG does this through SparkSubmitOperator):
 
 from __future__ import annotations
 
-import argparse
 import logging
 from datetime import datetime, timedelta
 
@@ -19,9 +18,8 @@ from pyspark.sql import functions as F
 from jobs.storage import write_atomically
 from nightshelf import lake
 from nightshelf import schema as S
-from nightshelf.config import Config, load_config
-from nightshelf.logs import setup_logging
-from nightshelf.spark import get_spark
+from nightshelf.config import Config
+from nightshelf.spark import job_main
 
 log = logging.getLogger("nightshelf.features")
 
@@ -164,17 +162,7 @@ def run(spark, cfg: Config, ds: str) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     """spark-submit jobs/features.py --ds YYYY-MM-DD [--config F]"""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ds", required=True)
-    p.add_argument("--config")
-    args = p.parse_args(argv)
-    setup_logging()
-    cfg = load_config(args.config)
-    spark = get_spark(cfg, "features")
-    try:
-        run(spark, cfg, args.ds)
-    finally:
-        spark.stop()
+    job_main(run, "features", __doc__, argv)
 
 
 if __name__ == "__main__":

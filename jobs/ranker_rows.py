@@ -14,7 +14,6 @@ Run with spark-submit (the DAG does this through SparkSubmitOperator):
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 
@@ -25,10 +24,9 @@ from jobs.storage import write_atomically
 from jobs.users import map_users, sequences
 from nightshelf import lake
 from nightshelf import schema as S
-from nightshelf.config import Config, load_config
-from nightshelf.logs import setup_logging
+from nightshelf.config import Config
 from nightshelf.records import RowsRecord, SasrecRecord
-from nightshelf.spark import get_spark
+from nightshelf.spark import job_main
 from training import partitions
 
 log = logging.getLogger("nightshelf.ranker_rows")
@@ -80,17 +78,7 @@ def run(spark, cfg: Config, ds: str) -> RowsRecord:
 
 def main(argv: list[str] | None = None) -> None:
     """spark-submit jobs/ranker_rows.py --ds YYYY-MM-DD [--config F]"""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ds", required=True)
-    p.add_argument("--config")
-    args = p.parse_args(argv)
-    setup_logging()
-    cfg = load_config(args.config)
-    spark = get_spark(cfg, "ranker-rows")
-    try:
-        run(spark, cfg, args.ds)
-    finally:
-        spark.stop()
+    job_main(run, "ranker-rows", __doc__, argv)
 
 
 if __name__ == "__main__":

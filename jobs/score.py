@@ -12,17 +12,15 @@ Run with spark-submit (the DAG does this through SparkSubmitOperator):
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 
 from jobs.storage import write_atomically
 from jobs.users import map_users, sequences
 from nightshelf import lake
-from nightshelf.config import Config, load_config
-from nightshelf.logs import setup_logging
+from nightshelf.config import Config
 from nightshelf.records import GateRecord, ScoreRecord
-from nightshelf.spark import get_spark
+from nightshelf.spark import job_main
 from training import partitions
 from training.score import schema, serving_job
 
@@ -53,17 +51,7 @@ def run(spark, cfg: Config, ds: str) -> ScoreRecord:
 
 def main(argv: list[str] | None = None) -> None:
     """spark-submit jobs/score.py --ds YYYY-MM-DD [--config F]"""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ds", required=True)
-    p.add_argument("--config")
-    args = p.parse_args(argv)
-    setup_logging()
-    cfg = load_config(args.config)
-    spark = get_spark(cfg, "score")
-    try:
-        run(spark, cfg, args.ds)
-    finally:
-        spark.stop()
+    job_main(run, "score", __doc__, argv)
 
 
 if __name__ == "__main__":

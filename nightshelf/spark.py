@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
+from typing import Callable
 
-from nightshelf.config import Config
+from nightshelf.config import Config, load_config
+from nightshelf.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -39,3 +42,20 @@ def get_spark(cfg: Config, app: str):
     spark.sparkContext.setLogLevel("WARN")
     log.info("spark %s on %s", spark.version, spark.sparkContext.master)
     return spark
+
+
+def job_main(run: Callable[[object, Config, str], object], app: str, doc: str,
+             argv: list[str] | None = None) -> None:
+    """The thin `main()` of a spark-submitted job: `--ds YYYY-MM-DD [--config F]`, logging,
+    one session for `run(spark, cfg, ds)`, stopped whatever happens."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--ds", required=True)
+    p.add_argument("--config")
+    args = p.parse_args(argv)
+    setup_logging()
+    cfg = load_config(args.config)
+    spark = get_spark(cfg, app)
+    try:
+        run(spark, cfg, args.ds)
+    finally:
+        spark.stop()

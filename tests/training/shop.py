@@ -6,8 +6,11 @@ import numpy as np
 import pyarrow as pa
 
 from nightshelf import schema as S
+from training import context
+from training.baselines import ItemKNN
 from training.context import Catalog
 from training.inputs import OOV, PAD
+from training.steps import OOV as OOV_INDEX
 from training.steps import Steps, from_arrow
 
 AT = datetime(2026, 11, 10)
@@ -38,3 +41,11 @@ def steps(users, items, types, days, bought, vocab=VOCAB) -> Steps:
 SEQS = steps(["u1", "u2", "u3"], [["a", "b", "a"], ["a", "c"], ["d", "b"]],
              [["view", "purchase", "view"], ["view", "purchase"], ["view", "view"]],
              [[1, 2, 9], [3, 4], [5, 6]], [["b"], ["c"], []])
+
+
+def context_of(seqs: Steps = SEQS, vocab=VOCAB):
+    """The item context of `seqs` as of AT, co-visitation fitted on them (NumPy reference)."""
+    valid = seqs.items > OOV_INDEX
+    knn = ItemKNN(len(vocab)).fit_pairs(seqs.step_rows()[valid],
+                                        seqs.items[valid].astype(np.int64), len(seqs))
+    return context.build(seqs, AT, vocab, CATALOG, WEIGHTS, 7, knn.sim)

@@ -3,22 +3,13 @@
 import numpy as np
 import pytest
 
-from tests.training.shop import AT, CATALOG, SEQS, VOCAB, WEIGHTS, steps
-from training import context, lists
-from training.baselines import ItemKNN
+from tests.training.shop import SEQS, VOCAB, context_of, steps
+from training import lists
 from training.evaluate import Evaluation
-from training.steps import OOV
-
-
-def _ctx(seqs=SEQS):
-    valid = seqs.items > OOV
-    knn = ItemKNN(len(VOCAB)).fit_pairs(seqs.step_rows()[valid],
-                                        seqs.items[valid].astype(np.int64), len(seqs))
-    return context.build(seqs, AT, VOCAB, CATALOG, WEIGHTS, 7, knn.sim)
 
 
 def test_dense_scores_give_masked_top_k_best_first():
-    ctx = _ctx()
+    ctx = context_of()
     scores = np.tile(np.arange(len(VOCAB), dtype=np.float32), (3, 1))  # e (6) scores best
     ranked, s = lists.from_dense(ctx, SEQS, scores, 3)
     # e is unavailable; u2 bought c (not repurchasable); u1 bought b (repurchasable)
@@ -41,7 +32,7 @@ def test_metrics_summed_over_batches_and_merged_equal_one_pass():
     items = [["a", "b", "c"], ["a", "c"], ["d", "b"], ["b", "c", "a"], ["a", "d"], ["c", "b"]]
     seqs = steps(users, items, [["view"] * len(i) for i in items],
                  [list(range(1, len(i) + 1)) for i in items], [[]] * 6)
-    ctx = _ctx(seqs)
+    ctx = context_of(seqs)
     after = steps(users, [["b"], ["d"], ["a", "c"], ["d"], ["b", "c"], ["zz"]],
                   [["view"], ["view"], ["view", "view"], ["view"], ["view", "view"], ["view"]],
                   [[10], [10], [10, 10], [10], [10, 10], [10]], [[]] * 6)

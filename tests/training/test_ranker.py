@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tests.training.shop import AT, CATALOG, SEQS, VOCAB, WEIGHTS, steps
+from tests.training.shop import AT, CATALOG, SEQS, VOCAB, WEIGHTS, context_of, steps
 from training import candidates as C
 from training import context
 from training.baselines import ItemKNN
@@ -12,15 +12,8 @@ from training.steps import OOV
 keras = pytest.importorskip("keras")
 
 
-def _context():
-    valid = SEQS.items > OOV
-    knn = ItemKNN(len(VOCAB)).fit_pairs(SEQS.step_rows()[valid],
-                                        SEQS.items[valid].astype(np.int64), len(SEQS))
-    return context.build(SEQS, AT, VOCAB, CATALOG, WEIGHTS, 7, knn.sim)
-
-
 def test_candidates_respect_the_masks_and_carry_the_users_past():
-    ctx = _context()
+    ctx = context_of()
     cands = C.generate(ctx, SEQS.take(np.array([0, 1])), None,
                        {"covisit": 5, "popularity": 5, "repeat": 5})
     got = {(int(r), VOCAB[i]) for r, i in zip(cands.rows, cands.items)}
@@ -72,7 +65,7 @@ def test_candidates_never_build_a_users_by_catalog_array():
 
 
 def test_labels_weight_positives_by_their_strongest_event_type():
-    ctx = _context()
+    ctx = context_of()
     cands = C.generate(ctx, SEQS.take(np.array([0, 1])), None, {"popularity": 5})
     after = steps(["u1", "u2"], [["d", "d"], ["zz"]], [["view", "purchase"], ["view"]],
                   [[10, 10], [10]], [[], []])
