@@ -62,6 +62,12 @@ class ModelConfig:
     seed: int
     holdout_days: int
     metrics_k: list[int]
+    sampled_softmax_above: int = 20_000
+    negatives: int = 1024
+    max_train_users: int = 200_000
+    max_train_minutes: float = 20.0
+    warm_start: bool = True
+    warm_epochs: int = 10
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,7 @@ class RankerConfig:
     learning_rate: float
     patience: int
     max_rows: int = 3_000_000
+    max_train_minutes: float = 20.0
 
 
 @dataclass(frozen=True)

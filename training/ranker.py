@@ -14,6 +14,7 @@ a logit out.
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from typing import Callable
 
@@ -118,11 +119,21 @@ def _dataset(cands: CandidateSet, y=None, w=None, batch_size: int = 1024, shuffl
 
 def _compile_and_fit(model: keras.Model, train, val, cfg,
                      on_epoch: Callable[[int, dict], None] | None) -> dict:
+    """Adam on the weighted binary cross-entropy; early stopping on the validation loss
+    (best weights kept), and stopping at `cfg.max_train_minutes`."""
+    deadline = time.monotonic() + 60 * getattr(cfg, "max_train_minutes", float("inf"))
+
+    def out_of_time(epoch, logs):
+        if time.monotonic() > deadline:
+            log.warning("ranker: time budget reached after epoch %d", epoch + 1)
+            model.stop_training = True
+
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                   loss=keras.losses.BinaryCrossentropy(from_logits=True),
                   weighted_metrics=[keras.metrics.AUC(from_logits=True, name="auc")])
     callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
-                                               restore_best_weights=True)]
+                                               restore_best_weights=True),
+                 keras.callbacks.LambdaCallback(on_epoch_end=out_of_time)]
     if on_epoch is not None:
         callbacks.append(keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: on_epoch(epoch + 1, logs)))

@@ -24,16 +24,17 @@ import logging
 import time
 from datetime import datetime, timedelta
 
+import mlflow
 import numpy as np
 
 from nightshelf import lake
 from nightshelf import schema as S
 from nightshelf.config import Config
 from nightshelf.records import Record, SasrecRecord
-from nightshelf.tracking import setup_mlflow
+from nightshelf.tracking import CHAMPION, SASREC_TAG, setup_mlflow
 from training import fit as loop
 from training import inputs, plots
-from training.model import build_sasrec, scoring_model
+from training.model import SASRec, build_sasrec, item_vocabulary, scoring_model
 from training.steps import Steps
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,16 @@ def label_start(cfg: Config, ds: str) -> datetime:
         days=cfg.ranker.label_windows * cfg.ranker.label_days)
 
 
-def fit(cfg: Config, before: Steps, vocab_size: int):
-    """Fit SASRec on the steps given; 10% of users kept for early stopping."""
-    import mlflow
-
+def fit(cfg: Config, before: Steps, vocab: np.ndarray, warm=None):
+    """Fit SASRec on the steps given (at most `model.max_train_users` users, a seeded
+    sample); 10% of them kept for early stopping. With `warm` (the champion's scoring
+    model), start from its weights and train at most `model.warm_epochs` epochs. Past
+    `model.sampled_softmax_above` items the loss is the sampled softmax."""
     m = cfg.model
+    if len(before) > m.max_train_users:
+        rows = np.sort(np.random.default_rng(m.seed).choice(len(before), m.max_train_users,
+                                                            replace=False))
+        before = before.take(rows)
     x, y, w = inputs.next_item_arrays(before, m.max_len, cfg.events.weights)
     if len(x) < 10:
         raise ValueError(f"only {len(x)} users with two or more steps before the label "
@@ -58,7 +64,10 @@ def fit(cfg: Config, before: Steps, vocab_size: int):
     order = rng.permutation(len(x))
     n_val = max(1, len(x) // 10)
     val, tr = order[:n_val], order[n_val:]
-    model = build_sasrec(vocab_size, m.max_len, m.dim, m.blocks, m.heads, m.dropout)
+    model = build_sasrec(len(vocab), m.max_len, m.dim, m.blocks, m.heads, m.dropout)
+    warmed = warm is not None and warm_start(model, vocab, warm)
+    epochs = min(m.epochs, m.warm_epochs) if warmed else m.epochs
+    negatives = m.negatives if len(vocab) > m.sampled_softmax_above else 0
     _, eval_step = loop.make_step(model, optimizer=None)
 
     def validate(epoch: int) -> float:  # higher is better
@@ -67,14 +76,56 @@ def fit(cfg: Config, before: Steps, vocab_size: int):
     def on_epoch(epoch: int, logs: dict) -> None:
         metrics = {"loss": logs["loss"], "val_loss": -logs["val"]}
         mlflow.log_metrics(metrics, step=epoch)
-        log.info("epoch %d/%d loss=%.4f val_loss=%.4f (%.1fs)", epoch, m.epochs,
+        log.info("epoch %d/%d loss=%.4f val_loss=%.4f (%.1fs)", epoch, epochs,
                  metrics["loss"], metrics["val_loss"], logs["epoch_seconds"])
 
-    hist = loop.train(model, x[tr], y[tr], w[tr], epochs=m.epochs, batch_size=m.batch_size,
+    hist = loop.train(model, x[tr], y[tr], w[tr], epochs=epochs, batch_size=m.batch_size,
                       learning_rate=m.learning_rate, seed=m.seed, validate=validate,
-                      patience=m.patience, on_epoch=on_epoch)
+                      patience=m.patience, on_epoch=on_epoch, negatives=negatives,
+                      deadline=time.monotonic() + 60 * m.max_train_minutes)
     history = {"loss": hist["loss"], "val_loss": [-v for v in hist["val"]]}
-    return model, history, {"train_sequences": int(len(tr)), "val_sequences": int(n_val)}
+    return model, history, {"train_sequences": int(len(tr)), "val_sequences": int(n_val),
+                            "warm_start": bool(warmed), "sampled_negatives": negatives}
+
+
+def warm_start(model: SASRec, vocab: np.ndarray, champion) -> bool:
+    """Copy the champion's SASRec weights into `model` where the architecture agrees: every
+    layer as it is, item embeddings row by row for the items both vocabularies hold; new
+    items start at the mean known embedding. False (and `model` untouched) when the
+    architectures differ."""
+    old = next(layer for layer in champion.layers if isinstance(layer, SASRec))
+
+    def others(m):  # every weight but the item embeddings, in creation order
+        return [v for v in m.weights if v is not m.item_embedding.embeddings]
+
+    if [tuple(v.shape) for v in others(old)] != [tuple(v.shape) for v in others(model)]:
+        log.info("warm start skipped: the champion's SASRec has another architecture")
+        return False
+    for new_w, old_w in zip(others(model), others(old)):
+        new_w.assign(old_w.numpy())
+    old_emb = old.item_embedding.embeddings.numpy()
+    pos = {v: i for i, v in enumerate(str(v) for v in item_vocabulary(champion))}
+    rows = np.array([pos.get(str(v), -1) for v in vocab])
+    emb = np.tile(old_emb[2:].mean(axis=0), (len(vocab), 1)).astype(np.float32)
+    emb[rows >= 0] = old_emb[rows[rows >= 0]]
+    model.item_embedding.embeddings.assign(emb)
+    log.info("warm start from the champion's SASRec: %d of %d items known", int((rows >= 0)
+             .sum()), len(vocab))
+    return True
+
+
+def champion_sasrec(cfg: Config):
+    """The SASRec scoring model the current champion ranker reads, or None."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        champ = client.get_model_version_by_alias(cfg.ranker.name, CHAMPION)
+    except MlflowException:
+        return None
+    version = champ.tags.get(SASREC_TAG)
+    return mlflow.keras.load_model(f"models:/{cfg.model.name}/{version}") if version else None
 
 
 def inputs_fingerprint(cfg: Config, ds: str) -> str:
@@ -116,7 +167,6 @@ def reusable(cfg: Config, record: Record | None, fingerprint: str, name: str,
 def run(cfg: Config, ds: str, force: bool = False) -> SasrecRecord:
     """Fit SASRec before the label windows, log it to a new night run, register it."""
     import keras
-    import mlflow
     from mlflow.models import infer_signature
 
     keras.utils.set_random_seed(cfg.model.seed)
@@ -142,7 +192,8 @@ def run(cfg: Config, ds: str, force: bool = False) -> SasrecRecord:
         mlflow.log_params({"data.users": len(steps), "data.items": len(items),
                            "data.label_start": start.isoformat(), "data.ds": ds})
         t0 = time.monotonic()
-        model, history, sizes = fit(cfg, before, len(vocab))
+        warm = champion_sasrec(cfg) if cfg.model.warm_start else None
+        model, history, sizes = fit(cfg, before, vocab, warm)
         seconds = time.monotonic() - t0
         mlflow.log_params({f"data.{k}": v for k, v in sizes.items()})
         mlflow.log_metric("sasrec.train_seconds", seconds)

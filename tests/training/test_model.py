@@ -9,7 +9,12 @@ pytest.importorskip("tensorflow")
 
 from tests.training.shop import steps  # noqa: E402
 from training import fit, inputs  # noqa: E402
-from training.model import build_sasrec, item_vocabulary, scoring_model  # noqa: E402
+from training.model import (  # noqa: E402
+    build_sasrec,
+    item_embeddings,
+    item_vocabulary,
+    scoring_model,
+)
 
 
 def _cyclic_sequences(n_users=500, n_items=30, length=12, seed=0):
@@ -99,3 +104,23 @@ def test_negative_sampler_never_draws_padding_and_follows_popularity():
     assert set(draws) <= {2, 3, 4}
     assert (draws == 2).mean() > (draws == 4).mean()
     assert sampler.log_q[2] == pytest.approx(np.log(2000 * 4 / 7))
+
+
+def test_warm_start_keeps_known_items_and_starts_new_ones_at_the_mean():
+    from training.train import warm_start
+
+    old_items = ["a", "b", "c"]
+    champion = scoring_model(build_sasrec(5, 6, dim=8, blocks=1, heads=1, dropout=0.0),
+                             old_items)
+    old = np.asarray(item_embeddings(champion))
+    vocab = np.array([inputs.PAD, inputs.OOV, "b", "c", "new"], dtype=object)
+    model = build_sasrec(len(vocab), 6, dim=8, blocks=1, heads=1, dropout=0.0)
+    assert warm_start(model, vocab, champion)
+    emb = model.item_embedding.embeddings.numpy()
+    np.testing.assert_allclose(emb[2], old[3])  # b was row 3 of ["", "[UNK]", a, b, c]
+    np.testing.assert_allclose(emb[3], old[4])
+    np.testing.assert_allclose(emb[4], old[2:].mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(model.pos_embedding.embeddings.numpy(),
+                               champion.get_layer("sasrec").pos_embedding.embeddings.numpy())
+    other = build_sasrec(len(vocab), 6, dim=16, blocks=1, heads=1, dropout=0.0)
+    assert not warm_start(other, vocab, champion)  # another architecture: left as it is
