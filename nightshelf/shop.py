@@ -29,6 +29,7 @@ import numpy as np
 
 from nightshelf import lake
 from nightshelf.config import Config, ShopConfig
+from nightshelf.shop_landing import dirty_rows, pick, write_events
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +58,6 @@ BRAND_SYLLABLES = ["lu", "mo", "ra", "nor", "vik", "ze", "ta", "ka", "sol", "ve"
                    "bel", "do", "fi", "gra"]
 ADJECTIVES = ["Classic", "Pure", "Daily", "Ultra", "Soft", "Bold", "Fresh", "Urban", "Nordic",
               "Organic", "Pro", "Everyday", "Deluxe", "Light"]
-RAW_TYPE_SPELLINGS = {"view": ["view", "page_view", "VIEW", "product_view"],
-                      "add_to_cart": ["add_to_cart", "addtocart", "Cart"],
-                      "purchase": ["purchase", "order", "Purchase"],
-                      "favorite": ["favorite", "wishlist"]}
-UNKNOWN_TYPES = ["hover", "scroll", "impression_v2"]
 
 
 @dataclass
@@ -91,10 +87,6 @@ def _brands(rng: np.random.Generator, n: int) -> list[str]:
     return sorted(names)
 
 
-def _pick(values, index: np.ndarray) -> np.ndarray:
-    return np.asarray(values, dtype=object)[index]
-
-
 def make_catalog(shop: ShopConfig, rng: np.random.Generator) -> Catalog:
     """Items with a leaf category, a brand of their top category, a price level by brand, a
     power-law popularity and three related items (same leaf, nearest in price)."""
@@ -110,11 +102,11 @@ def make_catalog(shop: ShopConfig, rng: np.random.Generator) -> Catalog:
     price = np.round(base * premium * rng.lognormal(0.0, 0.35, size=n), 2)
     noun = np.array([leaves[lf][2][k % len(leaves[lf][2])]
                      for lf, k in zip(leaf, rng.integers(0, 6, size=n))], dtype=object)
-    brand = _pick(brands, brand_idx)
-    adjective = _pick(ADJECTIVES, rng.integers(0, len(ADJECTIVES), size=n))
+    brand = pick(brands, brand_idx)
+    adjective = pick(ADJECTIVES, rng.integers(0, len(ADJECTIVES), size=n))
     number = (np.arange(n) % 7 + 1).astype(str)
     title = brand + " " + adjective + " " + noun + " " + number.astype(object)
-    category = _pick([f"{t} > {lf}" for t, lf, _ in leaves], leaf)
+    category = pick([f"{t} > {lf}" for t, lf, _ in leaves], leaf)
     consumable = np.array([t in CONSUMABLE_TOPS or lf in CONSUMABLE_LEAVES
                            for t, lf, _ in leaves])
     first_day = np.zeros(n, dtype=int)
@@ -129,8 +121,8 @@ def make_catalog(shop: ShopConfig, rng: np.random.Generator) -> Catalog:
     near = np.clip(pos[:, None] + offsets[None, :], 0, n - 1)
     cand = order[near]
     cand = np.where(leaf[cand] == leaf[:, None], cand, np.arange(n)[:, None])
-    pick = np.argsort(rng.random((n, 6)), axis=1)[:, :3]
-    related = np.take_along_axis(cand, pick, axis=1)
+    chosen = np.argsort(rng.random((n, 6)), axis=1)[:, :3]
+    related = np.take_along_axis(cand, chosen, axis=1)
     ids = np.char.add("P", np.char.zfill(np.arange(n).astype(str), 5)).astype(object)
     return Catalog(ids, title, category, leaf, brand, price, consumable[leaf], first_day,
                    popularity, related)
@@ -154,18 +146,6 @@ def make_users(shop: ShopConfig, n_leaves: int, rng: np.random.Generator) -> Use
                          rng.integers(1, shop.days + 1, size=n))
     ids = np.char.add("U", np.char.zfill(np.arange(n).astype(str), 6)).astype(object)
     return Users(ids, taste, activity, first_day)
-
-
-def _email(u: np.ndarray) -> np.ndarray:
-    return np.char.add(np.char.add("shopper", u.astype(str)), "@example.com").astype(object)
-
-
-def _ip(u: np.ndarray) -> np.ndarray:
-    parts = [(u // 65536 % 256), (u // 256 % 256), (u % 256)]
-    out = np.full(len(u), "10", dtype=object)
-    for p in parts:
-        out = out + "." + p.astype(str).astype(object)
-    return out
 
 
 class _Sampler:
@@ -273,89 +253,6 @@ def _simulate_day(day: int, day_start: float, cat: Catalog, users: Users,
     return events, merged
 
 
-def _format_times(ts: np.ndarray, style: np.ndarray) -> np.ndarray:
-    """Event times in four styles: ISO-8601 UTC with ms, ISO-8601 at +02:00, epoch seconds,
-    epoch milliseconds."""
-    us = np.round(ts * 1e6).astype("int64").astype("datetime64[us]")
-    iso_ms = np.char.add(np.datetime_as_string(us, unit="ms"), "Z")
-    plus2 = np.char.add(np.datetime_as_string(us + np.timedelta64(2, "h"), unit="s"),
-                        "+02:00")
-    secs = ts.astype(np.int64).astype(str)
-    millis = (ts * 1000).astype(np.int64).astype(str)
-    out = np.empty(len(ts), dtype=object)
-    for k, values in enumerate((iso_ms, plus2, secs, millis)):
-        out[style == k] = values[style == k]
-    return out
-
-
-COLUMNS = ["event_id", "user_id", "item_id", "event_type", "event_time", "session_id", "price",
-           "quantity", "email", "ip"]
-
-
-def _dirty_rows(events: dict, cat: Catalog, users: Users, shop: ShopConfig,
-                rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """The day's events as the landed strings, with the configured dirt."""
-    dirt = shop.dirt
-    n = len(events["user"])
-    u, it, ts = events["user"], events["item"], events["time"]
-    etype = events["type"]
-    spelled = etype.copy()
-    for canonical, spellings in RAW_TYPE_SPELLINGS.items():
-        sel = np.flatnonzero((etype == canonical) & (rng.random(n) >= 0.8))
-        spelled[sel] = _pick(spellings, rng.integers(0, len(spellings), size=len(sel)))
-    qty = np.where(etype == "purchase", _pick([1, 1, 1, 2, 3], rng.integers(0, 5, size=n)), 1)
-    rows = {
-        "event_id": ("E" + np.char.mod("%x", (ts * 1000).astype(np.int64)).astype(object)
-                     + "-" + u.astype(str).astype(object) + "-"
-                     + np.arange(n).astype(str).astype(object)),
-        "user_id": users.user_id[u], "item_id": cat.item_id[it], "event_type": spelled,
-        "event_time": _format_times(ts, rng.integers(0, 4, size=n)),
-        "session_id": events["session"],
-        "price": np.char.mod("%.2f", cat.price[it]).astype(object),
-        "quantity": qty.astype(str).astype(object), "email": _email(u), "ip": _ip(u)}
-    required = ["user_id", "item_id", "event_type", "event_time"]
-    nulls = rng.choice(n, size=int(n * dirt.null_required), replace=False)
-    for i, col in zip(nulls, rng.integers(0, 4, size=len(nulls))):
-        rows[required[col]][i] = None
-    unknown = rng.choice(n, size=int(n * dirt.unknown_event_types), replace=False)
-    rows["event_type"][unknown] = _pick(UNKNOWN_TYPES, rng.integers(0, 3, size=len(unknown)))
-    bad = rng.choice(n, size=int(n * dirt.bad_timestamps), replace=False)
-    rows["event_time"][bad] = _pick(["not-a-date", "2026-13-45T99:00:00Z", "yesterday"],
-                                    rng.integers(0, 3, size=len(bad)))
-    dup = rng.choice(n, size=int(n * dirt.exact_duplicates))
-    fire = rng.choice(n, size=int(n * dirt.double_fires))
-    fired = {c: v[fire].copy() for c, v in rows.items()}
-    fired["event_id"] = fired["event_id"] + "-b"
-    fired["event_time"] = _format_times(ts[fire] + rng.uniform(0.5, 3.5, size=len(fire)),
-                                        np.zeros(len(fire), int))
-    order = rng.permutation(n + len(dup) + len(fire))
-    return {c: np.concatenate([v, v[dup], fired[c]])[order] for c, v in rows.items()}
-
-
-def write_events(rows: dict[str, np.ndarray], folder: Path, fmt: str) -> Path:
-    """Land one day's raw events as CSV, JSON lines or Parquet (all values as strings)."""
-    import pyarrow as pa
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("events.*"):
-        old.unlink()
-    table = pa.table({c: pa.array(rows[c], pa.string()) for c in COLUMNS})
-    if fmt == "csv":
-        import pyarrow.csv as pacsv
-        path = folder / "events.csv"
-        pacsv.write_csv(table, path, pacsv.WriteOptions(quoting_style="needed"))
-    elif fmt == "jsonl":
-        path = folder / "events.jsonl"
-        table.to_pandas().to_json(path, orient="records", lines=True)
-    elif fmt == "parquet":
-        import pyarrow.parquet as pq
-        path = folder / "events.parquet"
-        pq.write_table(table, path)
-    else:
-        raise ValueError(f"shop.formats: unknown format {fmt!r} (use csv, jsonl or parquet)")
-    return path
-
-
 def generate(cfg: Config, days: int | None = None, end: str | None = None) -> dict:
     """Write `days` landed days ending at `end` (config defaults) under the home folder, one
     day at a time: memory is one day's events plus the users and the catalog."""
@@ -374,7 +271,7 @@ def generate(cfg: Config, days: int | None = None, end: str | None = None) -> di
         ds = day_date.isoformat()
         day_start = datetime.combine(day_date, time.min, tzinfo=timezone.utc).timestamp()
         events, bought = _simulate_day(d, day_start, cat, users, bought, rng)
-        rows = _dirty_rows(events, cat, users, shop, rng)
+        rows = dirty_rows(events, cat.item_id, cat.price, users.user_id, shop.dirt, rng)
         fmt = shop.formats[d % len(shop.formats)]
         write_events(rows, lake.landing_events(cfg, ds), fmt)
         write_catalog_snapshot(cat, d, start_day, lake.landing_catalog(cfg, ds), rng)
