@@ -223,12 +223,15 @@ def fit_stream(path, cfg, seed: int,
         return model, _compile_and_fit(model, train, val, cfg, on_epoch)
 
 
-def predict(model: keras.Model, cands: CandidateSet, batch_size: int = 4096) -> np.ndarray:
-    """The ranker's logit for every candidate."""
+def predict(model: keras.Model, cands: CandidateSet, batch_size: int = 65_536) -> np.ndarray:
+    """The ranker's logit for every candidate, `batch_size` rows per call of the model."""
     if not len(cands):
         return np.zeros(0, np.float32)
-    out = model.predict(_dataset(cands, batch_size=batch_size), verbose=0)
-    return np.asarray(out, np.float32).reshape(-1)
+    out = [np.asarray(model.predict_on_batch(cands.select(np.arange(s, min(s + batch_size,
+                                                                            len(cands))))
+                                             .inputs()), np.float32).reshape(-1)
+           for s in range(0, len(cands), batch_size)]
+    return np.concatenate(out)
 
 
 def top_lists(model: keras.Model, ctx, steps, sasrec, sizes: dict[str, int],
