@@ -227,10 +227,10 @@ def predict(model: keras.Model, cands: CandidateSet, batch_size: int = 65_536) -
     """The ranker's logit for every candidate, `batch_size` rows per call of the model."""
     if not len(cands):
         return np.zeros(0, np.float32)
-    out = [np.asarray(model.predict_on_batch(cands.select(np.arange(s, min(s + batch_size,
-                                                                            len(cands))))
-                                             .inputs()), np.float32).reshape(-1)
-           for s in range(0, len(cands), batch_size)]
+    out = []
+    for start in range(0, len(cands), batch_size):
+        part = cands.select(np.arange(start, min(start + batch_size, len(cands))))
+        out.append(np.asarray(model.predict_on_batch(part.inputs()), np.float32).reshape(-1))
     return np.concatenate(out)
 
 
