@@ -167,9 +167,11 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
 
     chosen_rows, chosen_items = [], []
 
-    def choose(source: str, r: np.ndarray, i: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """Ranks of the allowed entries (r, i, s); the source's top entries become candidates."""
-        ranks = grouped_rank(r, s, i)
+    def choose(source: str, r: np.ndarray, i: np.ndarray, s: np.ndarray,
+               ranks: np.ndarray | None = None) -> np.ndarray:
+        """Ranks of the allowed entries (r, i, s) (given, or ranked here); the source's top
+        entries become candidates."""
+        ranks = grouped_rank(r, s, i) if ranks is None else ranks
         pick = ranks < sizes.get(source, 0)
         chosen_rows.append(r[pick])
         chosen_items.append(i[pick])
@@ -184,11 +186,15 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
         allowed_logits[m_rows, m_items] = NEG
         depth = min(RANK_DEPTH, size)
         top = np.argpartition(-allowed_logits, depth - 1, axis=1)[:, :depth]
+        top_s = np.take_along_axis(allowed_logits, top, axis=1)
+        order = np.lexsort((top, -top_s), axis=1)  # per row: best first, ties by item
+        top = np.take_along_axis(top, order, axis=1)
+        top_s = np.take_along_axis(top_s, order, axis=1)
         r = np.repeat(np.arange(n), depth)
-        i = top.ravel().astype(np.int64)
-        s = allowed_logits[r, i]
-        ok = s > NEG / 2
-        sasrec_rank = _Pairs(size, r[ok], i[ok], choose("sasrec", r[ok], i[ok], s[ok]))
+        i, s_ = top.ravel().astype(np.int64), top_s.ravel()
+        ok = s_ > NEG / 2
+        ranks = np.tile(np.arange(depth), n)[ok]  # masked items sort last: ranks stay exact
+        sasrec_rank = _Pairs(size, r[ok], i[ok], choose("sasrec", r[ok], i[ok], s_[ok], ranks))
     else:
         rel, sasrec_rank = None, _Pairs(size, *(np.zeros(0, np.int64),) * 3)
 
@@ -208,7 +214,9 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
     head = head[ctx.pop_7d[head] > 0]
     pr, pi = np.repeat(np.arange(n), len(head)), np.tile(head, n)
     ok = allowed(ctx, masked, pr, pi)
-    choose("popularity", pr[ok], pi[ok], -ctx.pop_rank[pi[ok]].astype(np.float64))
+    position = (np.cumsum(ok.reshape(n, len(head)), axis=1) - 1).ravel()  # head is in order
+    choose("popularity", pr[ok], pi[ok], -ctx.pop_rank[pi[ok]].astype(np.float64),
+           position[ok])
 
     # repeat: the user's own items by recency-decayed weight
     ok = allowed(ctx, masked, ui_rows, ui_items) & (decayed > 0)

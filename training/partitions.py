@@ -1,13 +1,13 @@
 """What a Spark Python worker does with its partition of users.
 
 Every job whose size grows with users is one `mapInArrow` over the sequences table
-(`jobs/ranker_rows.py`, `jobs/evaluate.py`, `jobs/score.py`). The functions handed to Spark
-(`rows`, `evaluate`, `score`) take `(job, batches)`: `job` is a small picklable description
+(`jobs/ranker_rows.py`, `jobs/evaluate.py`, `jobs/score.py`). The functions handed to
+Spark (`rows`, `evaluate`, `score`) take `(job, batches)`: `job` is a small description
 (the config, the night, the point in time, which registered models to load) and `batches`
-the partition's Arrow record batches. Everything catalog-sized (vocabulary, catalog, item context, models) is loaded
-once per Python worker and kept while the worker lives (Spark reuses its workers), then each
-record batch is cut into `scoring.batch_size` users and handed to the same kernel the tests
-run without Spark.
+the partition's Arrow record batches. Everything catalog-sized (vocabulary, catalog, item
+context, models) is loaded once per Python worker and kept while the worker lives (Spark
+reuses its workers), then each record batch is cut into `scoring.batch_size` users and
+handed to the same kernel the tests run without Spark.
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ def load_models(cfg: Config, rankers: tuple[tuple[str, str, str], ...],
     for role, name, version in rankers:
         model, sasrec_model, settings = load_registered(cfg, name, version)
         scorer = sasrec_scorer(sasrec_model, vocab, settings.max_len, bs)
-        makers[role] = ranker_maker(model, scorer, settings)
+        makers[role] = ranker_maker(ranker.ItemCachedScorer(model), scorer, settings)
     alone = None
     if sasrec is not None:
         name, version = sasrec
@@ -112,11 +112,16 @@ def sasrec_scorer(model, vocab: np.ndarray, max_len: int,
     same = own == list(ids)
     unseen = cols < 0
 
+    import tensorflow as tf
+
+    logits = tf.function(lambda x: model(x, training=False), input_signature=[
+        tf.TensorSpec((None, max_len), tf.string)])  # one trace, whatever the batch size
+
     def score(steps: Steps) -> np.ndarray:
         out = []
         for start in range(0, len(steps), batch_size):
             x = ids[steps.slice(start, start + batch_size).padded(max_len)]
-            s = np.asarray(model.predict_on_batch(x), dtype=np.float32)
+            s = np.asarray(logits(x), dtype=np.float32)
             if not same:
                 s, raw = s[:, np.maximum(cols, 0)], s
                 if unseen.any():
