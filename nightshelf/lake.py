@@ -121,11 +121,22 @@ def read_parquet(folder: Path, columns: list[str] | None = None):
 
 
 def fingerprint(folder: Path) -> str:
-    """SHA-256 over the data files' names and bytes: what was validated is what is published."""
+    """SHA-256 over the data files' names and the data they hold, decoded (Arrow IPC of each
+    record batch): what was validated is what is published. The data, not the bytes: a
+    writer may order its footer's metadata differently from one run to the next (parquet-mr
+    writes each column's set of encodings in a JVM hash order). A file that is not Parquet
+    is hashed as bytes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     h = hashlib.sha256()
     for p in sorted(folder.glob("*.parquet")):
         h.update(p.name.encode())
-        with p.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        try:
+            for batch in pq.ParquetFile(p).iter_batches(batch_size=65_536):
+                h.update(batch.serialize())
+        except (pa.ArrowInvalid, OSError):
+            with p.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
     return h.hexdigest()

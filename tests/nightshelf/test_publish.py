@@ -43,3 +43,20 @@ def test_publish_refuses_unvalidated_or_changed_lists(cfg):
     with pytest.raises(RuntimeError, match="changed after validation"):
         publish(cfg, DS)
     assert not lake.recommendations(cfg, DS).exists()
+
+
+def test_the_fingerprint_follows_the_data_not_the_writers_bytes(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"user_id": ["u1", "u2"], "rank": pa.array([1, 1], pa.int32())})
+    for name, codec in (("a", "snappy"), ("b", "zstd")):
+        (tmp_path / name).mkdir()
+        pq.write_table(table, tmp_path / name / "part-00000.parquet", compression=codec)
+    assert (tmp_path / "a" / "part-00000.parquet").read_bytes() != (
+        tmp_path / "b" / "part-00000.parquet").read_bytes()
+    assert fingerprint(tmp_path / "a") == fingerprint(tmp_path / "b")
+    (tmp_path / "c").mkdir()
+    pq.write_table(table.set_column(1, "rank", pa.array([1, 2], pa.int32())),
+                   tmp_path / "c" / "part-00000.parquet", compression="snappy")
+    assert fingerprint(tmp_path / "c") != fingerprint(tmp_path / "a")
