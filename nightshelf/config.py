@@ -65,7 +65,7 @@ class ModelConfig:
     sampled_softmax_above: int = 20_000
     negatives: int = 1024
     max_train_users: int = 200_000
-    max_train_minutes: float = 20.0
+    max_train_minutes: float = 10.0
     warm_start: bool = True
     warm_epochs: int = 10
 
@@ -86,7 +86,7 @@ class RankerConfig:
     learning_rate: float
     patience: int
     max_rows: int = 3_000_000
-    max_train_minutes: float = 20.0
+    max_train_minutes: float = 5.0
 
 
 @dataclass(frozen=True)
