@@ -169,10 +169,12 @@ def scoring_flops(env: dict, ds: str) -> dict:
 import json, sys
 from nightshelf.config import load_config
 from nightshelf.records import GateRecord
+from nightshelf.tracking import setup_mlflow
 from training.serve import load_registered
 sys.path.insert(0, {str(REPO / 'bench')!r})
 from scale import _dense_flops, _sasrec_flops
 cfg = load_config()
+setup_mlflow(cfg)
 gate = GateRecord.read(cfg, {ds!r})
 if gate.serving.kind != "model":
     print(json.dumps({{"kind": gate.serving.kind}})); sys.exit()
@@ -253,7 +255,12 @@ def run_tier(tier: str, root: Path, matmul: float) -> list[dict]:
             st = s.stages[stage]
             extra = {}
             if stage == "score":
-                flops = scoring_flops(env, END)
+                try:
+                    flops = scoring_flops(env, END)
+                except subprocess.CalledProcessError as exc:
+                    print(f"bench-scale {tier}: FLOPs per score not counted: {exc.stderr[-500:]}",
+                          flush=True)
+                    flops = {}
                 per_score = (flops["ranker"] + flops["sasrec"] / flops["candidates"]
                              if flops.get("kind") == "model" else 0)
                 scored = rec["score"].get("users", 0) * flops.get("candidates", 0)
