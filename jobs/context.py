@@ -88,16 +88,6 @@ def covisitation(steps: DataFrame, *, at: datetime, neighbours: int = NEIGHBOURS
             .select(S.ITEM, NEIGHBOUR, SIM))
 
 
-def points(cfg: Config, ds: str) -> dict[str, datetime]:
-    """The night's points in time, by name: each label window's start, the split, the
-    cutoff."""
-    cut = lake.cutoff(ds)
-    split = cut - timedelta(days=cfg.model.holdout_days)
-    out = {f"window{k}": split - timedelta(days=k * cfg.ranker.label_days)
-           for k in range(1, cfg.ranker.label_windows + 1)}
-    return {**out, "split": split, "cutoff": cut}
-
-
 def vocabulary(steps: DataFrame, catalog: DataFrame) -> DataFrame:
     """The night's item vocabulary: catalog items and items seen in sequences, sorted by id
     (every per-user task lays its arrays out over it; padding and unknown come first)."""
@@ -112,7 +102,7 @@ def run(spark, cfg: Config, ds: str) -> dict:
     write_atomically(vocabulary(steps, catalog).coalesce(1), lake.context(cfg, ds, "vocab"),
                      spark)
     counts, meta = {}, {}
-    for name, at in points(cfg, ds).items():
+    for name, at in lake.points(cfg, ds).items():
         meta[name] = {"at": at.isoformat(),
                       "users": before(steps, at).select(S.USER).distinct().count()}
         stats = item_stats(steps, at=at, popularity_days=cfg.features.popularity_days,

@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 
 from jobs.context import before, steps_of
 from jobs.users import map_users, sequences
+from nightshelf import lake
 from nightshelf import schema as S
 from nightshelf.config import Config
 from nightshelf.records import EvaluationRecord, RankerRecord, SasrecRecord
@@ -90,7 +91,7 @@ def run(spark, cfg: Config, ds: str) -> EvaluationRecord:
                          sasrec=(sas.name, sas.version),
                          baselines=("popularity", "item_knn"))
     seqs = sequences(spark, cfg, ds)
-    split = inputs.split_time(cfg, ds)
+    split = lake.split(cfg, ds)
     ks = sorted(set(cfg.model.metrics_k) | {cfg.scoring.top_n})
     extra = seqs.agg(F.max(F.size(S.RECENT_PURCHASES))).first()[0] or 0
     als = als_lists(steps_of(seqs), at=split, weights=cfg.events.weights,

@@ -46,7 +46,7 @@ def run(spark, cfg: Config, ds: str) -> RowsRecord:
     sas = SasrecRecord.read(cfg, ds)
     seqs = sequences(spark, cfg, ds)
     steps = steps_of(seqs).cache()
-    bounds = {k: partitions.window_bounds(cfg, ds, k)
+    bounds = {k: lake.label_window(cfg, ds, k)
               for k in range(1, cfg.ranker.label_windows + 1)}
     counts = {k: window_users(steps, *b) for k, b in bounds.items()}
     users = sum(u for u, _ in counts.values())

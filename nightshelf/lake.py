@@ -23,6 +23,26 @@ def cutoff(ds: str) -> datetime:
     return datetime.combine(parse_ds(ds) + timedelta(days=1), time.min, tzinfo=timezone.utc)
 
 
+def split(cfg: Config, ds: str) -> datetime:
+    """The holdout split of night `ds`: `model.holdout_days` before its cutoff."""
+    return cutoff(ds) - timedelta(days=cfg.model.holdout_days)
+
+
+def label_window(cfg: Config, ds: str, k: int) -> tuple[datetime, datetime]:
+    """(start, end) of the ranker's label window `k` (1 = the newest, ending at the split)."""
+    days = cfg.ranker.label_days
+    return (split(cfg, ds) - timedelta(days=k * days),
+            split(cfg, ds) - timedelta(days=(k - 1) * days))
+
+
+def points(cfg: Config, ds: str) -> dict[str, datetime]:
+    """The night's points in time, by name: each label window's start (`window1`, newest
+    first), the split and the cutoff; the item context is computed as of each."""
+    out = {f"window{k}": label_window(cfg, ds, k)[0]
+           for k in range(1, cfg.ranker.label_windows + 1)}
+    return {**out, "split": split(cfg, ds), "cutoff": cutoff(ds)}
+
+
 def part(ds: str) -> str:
     return f"ds={parse_ds(ds).isoformat()}"
 

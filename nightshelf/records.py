@@ -11,7 +11,7 @@ import dataclasses
 import json
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
@@ -74,15 +74,21 @@ class Serving:
 
 
 @dataclass(frozen=True)
-class SasrecRecord(Record):
-    NAME: ClassVar[str] = "sasrec"
+class ModelRecord(Record):
+    """A model a step fitted and registered in the night's MLflow run, with the fingerprint
+    of what it was fitted on (a rerun on the same inputs reuses the version)."""
     run_id: str
     name: str
     version: str
     fingerprint: str
     epochs_run: int
     train_seconds: float
-    sizes: dict = field(default_factory=dict)
+    sizes: dict
+
+
+@dataclass(frozen=True)
+class SasrecRecord(ModelRecord):
+    NAME: ClassVar[str] = "sasrec"
 
 
 @dataclass(frozen=True)
@@ -103,16 +109,9 @@ class RowsRecord(Record):
 
 
 @dataclass(frozen=True)
-class RankerRecord(Record):
+class RankerRecord(ModelRecord):
     NAME: ClassVar[str] = "ranker"
-    run_id: str
-    name: str
-    version: str
-    sasrec_version: str
-    fingerprint: str
-    epochs_run: int
-    train_seconds: float
-    sizes: dict = field(default_factory=dict)
+    sasrec_version: str   # the SASRec version whose scores it reads
 
 
 @dataclass(frozen=True)

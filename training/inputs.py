@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 
@@ -37,10 +37,6 @@ def load_steps(sequences, vocab: np.ndarray) -> Steps:
     import pyarrow as pa
 
     return from_arrow(sequences, pa.array(list(vocab), pa.string()))
-
-
-def split_time(cfg: Config, ds: str) -> datetime:
-    return lake.cutoff(ds) - timedelta(days=cfg.model.holdout_days)
 
 
 def pad_left(rows: list[list[int]], length: int) -> np.ndarray:

@@ -16,7 +16,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Callable, Iterator
 
 import numpy as np
@@ -162,13 +161,6 @@ def _joined_lists(ctx: ItemContext, steps: Steps, rows: np.ndarray, als, k: int)
     return lists.from_pairs(len(rows), r[ok], items[ok], -pos[ok].astype(np.float32), k)[0]
 
 
-def window_bounds(cfg: Config, ds: str, window: int):
-    """(start, end) of label window `window` (1 = the newest, ending at the split)."""
-    split = lake.cutoff(ds) - timedelta(days=cfg.model.holdout_days)
-    days = cfg.ranker.label_days
-    return split - timedelta(days=window * days), split - timedelta(days=(window - 1) * days)
-
-
 def rows(job: Job, record_batches) -> Iterator:
     """The ranker's training rows of label window `job.point` (`windowK`): candidates as of
     its start, labelled by what users did inside it; negatives kept at
@@ -178,7 +170,7 @@ def rows(job: Job, record_batches) -> Iterator:
 
     cfg, st = job.cfg, state(job)
     window = int(job.point.removeprefix("window"))
-    start, end = window_bounds(cfg, job.ds, window)
+    start, end = lake.label_window(cfg, job.ds, window)
     excl, size = cfg.scoring.exclusion_window_days, st.ctx.size
     for _, steps in _batches(job, record_batches):
         upto, _ = steps.cut(end, excl)

@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import time
-from datetime import datetime, timedelta
 
 import mlflow
 import numpy as np
@@ -38,12 +37,6 @@ from training.model import SASRec, build_sasrec, item_vocabulary, scoring_model
 from training.steps import Steps
 
 log = logging.getLogger(__name__)
-
-
-def label_start(cfg: Config, ds: str) -> datetime:
-    """Start of the earliest label window: SASRec is fitted on what happened before it."""
-    return inputs.split_time(cfg, ds) - timedelta(
-        days=cfg.ranker.label_windows * cfg.ranker.label_days)
 
 
 def fit(cfg: Config, before: Steps, vocab: np.ndarray, warm=None):
@@ -181,7 +174,8 @@ def run(cfg: Config, ds: str, force: bool = False) -> SasrecRecord:
         return previous
     vocab = inputs.night_vocab(cfg, ds)
     steps = inputs.load_steps(inputs.sequences_table(cfg, ds), vocab)
-    start = label_start(cfg, ds)
+    # SASRec is fitted on what happened before the earliest label window
+    start = lake.label_window(cfg, ds, cfg.ranker.label_windows)[0]
     before, _ = steps.cut(start, cfg.scoring.exclusion_window_days)
     items = [str(v) for v in vocab[2:]]
     log.info("train ds=%s: SASRec on %d users' steps before %s, %d items", ds, len(before),
