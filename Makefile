@@ -77,7 +77,7 @@ TIERS ?= S M L
 # a whole night per scale tier through the DAG, per stage: wall time, rows/s, peak RSS
 bench-scale: install
 	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/python bench/scale.py --tiers $(TIERS) \
-		--out $(or $(OUT),bench/results/scale.json)
+		--out $(or $(OUT),bench/results/scale.json) $(BENCH_ARGS)
 
 ui: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(NIGHTSHELF_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000

@@ -17,6 +17,7 @@ machine's measured float32 matmul rate.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import re
@@ -76,6 +77,19 @@ def _rss(pid: int) -> int:
         return 0
 
 
+def _pss(pid: int) -> int:
+    """Proportional set size: shared pages (libraries, the JVM's, forked workers') counted
+    once across the tree, where RSS counts them in every process that maps them."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return 0
+
+
 def _cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -85,27 +99,29 @@ def _cmdline(pid: int) -> str:
 
 
 class Sampler(threading.Thread):
-    """Peak RSS of a process tree, overall and per recognised stage, and when each stage was
-    first and last seen."""
+    """Peak RSS and PSS of a process tree, overall and per recognised stage, and when each
+    stage was first and last seen."""
 
     def __init__(self, root: int, stages=STAGES, every: float = 0.25):
         super().__init__(daemon=True)
         self.root, self.every = root, every
         self.patterns = [(name, re.compile(p)) for name, p in stages]
-        self.peak, self.stages = 0, {}
+        self.peak, self.peak_pss, self.stages = 0, 0, {}
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set():
             pids = _tree(self.root)
-            total = sum(_rss(p) for p in pids)
-            self.peak = max(self.peak, total)
+            total, pss = sum(_rss(p) for p in pids), sum(_pss(p) for p in pids)
+            self.peak, self.peak_pss = max(self.peak, total), max(self.peak_pss, pss)
             lines = " \n".join(_cmdline(p) for p in pids)
             now = time.monotonic()
             for name, pattern in self.patterns:
                 if pattern.search(lines):
-                    s = self.stages.setdefault(name, {"first": now, "last": now, "peak": 0})
+                    s = self.stages.setdefault(name, {"first": now, "last": now, "peak": 0,
+                                                      "pss": 0})
                     s["last"], s["peak"] = now, max(s["peak"], total)
+                    s["pss"] = max(s["pss"], pss)
             time.sleep(self.every)
 
 
@@ -124,8 +140,9 @@ def measured(cmd: list[str], env: dict, stages=STAGES) -> tuple[float, Sampler]:
     return time.monotonic() - t0, sampler
 
 
-def matmul_flops(n: int = 2048, repeats: int = 5) -> float:
-    """This machine's float32 matmul rate (FLOP/s, median of `repeats`), all cores."""
+def matmul_flops(n: int = 2048, repeats: int = 15) -> float:
+    """This machine's float32 matmul rate (FLOP/s, median of `repeats` after a warm-up), all
+    cores; measured before each tier, when nothing else of the benchmark runs."""
     import numpy as np
 
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
@@ -219,7 +236,28 @@ def stage_rows(stage: str, rec: dict) -> int:
     return rec["users"]  # validate_features, context, train: the users' sequences
 
 
-def run_tier(tier: str, root: Path, matmul: float) -> list[dict]:
+def fresh_night(home: Path, ds: str) -> None:
+    """Remove everything a night `ds` made in a tier's home (Airflow, MLflow, GX, the lake
+    past the cleaned history), keeping the landed files and the cleaned days before `ds`."""
+    for name in ("airflow", "mlflow", "gx"):
+        subprocess.run(["rm", "-rf", str(home / name)], check=True)
+    lake = home / "lake"
+    for area in lake.iterdir() if lake.exists() else []:
+        if area.name not in ("clean", "quarantine"):
+            subprocess.run(["rm", "-rf", str(area)], check=True)
+            continue
+        for part in area.glob(f"*/ds={ds}"):
+            subprocess.run(["rm", "-rf", str(part)], check=True)
+
+
+def prepared(home: Path, ds: str) -> bool:
+    """Whether a tier's home holds a generated shop whose history before `ds` is cleaned."""
+    day_before = (datetime.date.fromisoformat(ds) - datetime.timedelta(days=1)).isoformat()
+    return (home / "lake" / "clean" / "_counts" / f"ds={day_before}" / "counts.json").exists()
+
+
+def run_tier(tier: str, root: Path, matmul: float, earlier: list[dict], *,
+             reuse: bool = False, prepare_only: bool = False) -> list[dict]:
     users, items = TIERS[tier]
     home = root / tier
     env = {k: v for k, v in os.environ.items() if not k.startswith("NIGHTSHELF")}
@@ -230,24 +268,41 @@ def run_tier(tier: str, root: Path, matmul: float) -> list[dict]:
     cli = str(Path(sys.executable).parent / "nightshelf")
     rows: list[dict] = []
 
-    def row(stage, seconds, n, peak, **extra):
+    def row(stage, seconds, n, sampler_or_stage, **extra):
+        peak, pss = ((sampler_or_stage.peak, sampler_or_stage.peak_pss)
+                     if isinstance(sampler_or_stage, Sampler)
+                     else (sampler_or_stage["peak"], sampler_or_stage["pss"]))
         rows.append({"tier": tier, "stage": stage, "users": users, "items": items,
                      "wall_seconds": round(seconds, 2), "rows": n,
                      "rows_per_second": round(n / max(seconds, 1e-9), 1),
-                     "peak_rss_mb": round(peak / 2 ** 20, 1), **extra})
+                     "peak_rss_mb": round(peak / 2 ** 20, 1),
+                     "peak_pss_mb": round(pss / 2 ** 20, 1), **extra})
         print(f"bench-scale {tier}: {stage}: {seconds:.1f}s, {n} rows, "
-              f"peak RSS {peak / 2 ** 20:.0f} MB", flush=True)
+              f"peak RSS {peak / 2 ** 20:.0f} MB, PSS {pss / 2 ** 20:.0f} MB", flush=True)
 
-    if home.exists():
-        subprocess.run(["rm", "-rf", str(home)], check=True)
-    print(f"bench-scale {tier}: {users} users, {items} items, {DAYS} days -> {home}",
-          flush=True)
-    seconds, s = measured([cli, "generate"], env, stages=[])
-    summary = sum(1 for _ in (home / "landing" / "events").glob("ds=*"))
-    events = sum(_raw_rows(p) for p in (home / "landing" / "events").glob("ds=*/events.*"))
-    row("generate", seconds, events, s.peak, days=summary)
-    seconds, s = measured([cli, "bootstrap", "--until", END], env, stages=[])
-    row("bootstrap", seconds, events, s.peak)
+    events_of = lambda: sum(_raw_rows(p) for p in  # noqa: E731
+                            (home / "landing" / "events").glob("ds=*/events.*"))
+    if reuse and prepared(home, END):
+        print(f"bench-scale {tier}: reusing the shop and cleaned history in {home}", flush=True)
+        rows += [r for r in earlier if r["tier"] == tier and r["stage"] in ("generate",
+                                                                            "bootstrap")]
+        events = rows[0]["events"] if rows else events_of()
+        fresh_night(home, END)
+    else:
+        if home.exists():
+            subprocess.run(["rm", "-rf", str(home)], check=True)
+        print(f"bench-scale {tier}: {users} users, {items} items, {DAYS} days -> {home}",
+              flush=True)
+        seconds, s = measured([cli, "generate"], env, stages=[])
+        days = sum(1 for _ in (home / "landing" / "events").glob("ds=*"))
+        events = events_of()
+        row("generate", seconds, events, s, days=days)
+        seconds, s = measured([cli, "bootstrap", "--until", END], env, stages=[])
+        row("bootstrap", seconds, events, s)
+    if prepare_only:
+        for r in rows:
+            r["events"] = events
+        return rows
     seconds, s = measured([cli, "night", "--ds", END], env)
     rec = _records(home, END)
     for stage, _ in STAGES:
@@ -270,8 +325,8 @@ def run_tier(tier: str, root: Path, matmul: float) -> list[dict]:
                          "matmul_flops_per_second": round(matmul),
                          "share_of_matmul_rate": round(
                              scored / max(wall, 1e-9) * per_score / matmul, 4)}
-            row(stage, st["last"] - st["first"], stage_rows(stage, rec), st["peak"], **extra)
-    row("night", seconds, rec["raw_rows"], s.peak)
+            row(stage, st["last"] - st["first"], stage_rows(stage, rec), st, **extra)
+    row("night", seconds, rec["raw_rows"], s)
     for r in rows:
         r["events"] = events
     return rows
@@ -292,14 +347,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "scale.json"))
     p.add_argument("--root", default=str(REPO / "var" / "bench-scale"),
                    help="where each tier's home is made (one folder per tier)")
+    p.add_argument("--reuse", action="store_true",
+                   help="reuse a tier's generated shop and cleaned history when its home has "
+                        "them (their rows are kept from --out); the night's outputs are "
+                        "removed first")
+    p.add_argument("--prepare", action="store_true",
+                   help="only generate each tier's shop and clean its history")
     a = p.parse_args(argv)
-    matmul = matmul_flops()
-    print(f"bench-scale: float32 matmul {matmul / 1e9:.1f} GFLOP/s on this machine",
-          flush=True)
     out = Path(a.out)
     results = json.loads(out.read_text()) if out.exists() else []
     for tier in a.tiers:
-        rows = run_tier(tier, Path(a.root), matmul)
+        matmul = matmul_flops()
+        print(f"bench-scale: float32 matmul {matmul / 1e9:.1f} GFLOP/s on this machine",
+              flush=True)
+        rows = run_tier(tier, Path(a.root), matmul, results, reuse=a.reuse,
+                        prepare_only=a.prepare)
         results = [r for r in results if r.get("tier") != tier] + rows
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2) + "\n")

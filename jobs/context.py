@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -36,6 +37,7 @@ log = logging.getLogger("nightshelf.context")
 NEIGHBOURS, SHRINK = 100, 10.0
 NEIGHBOUR, SIM = "neighbour_id", "sim"
 POP_1D, POP_WINDOW, N_USERS, FIRST_SEEN = "pop_1d", "pop_window", "n_users", "first_seen"
+POINT = "point"
 
 
 def steps_of(sequences: DataFrame) -> DataFrame:
@@ -72,20 +74,55 @@ def item_stats(steps: DataFrame, *, at: datetime, popularity_days: int,
 def covisitation(steps: DataFrame, *, at: datetime, neighbours: int = NEIGHBOURS,
                  shrink: float = SHRINK) -> DataFrame:
     """(item_id, neighbour_id, sim): each item's top co-visited items before `at`."""
-    pairs = before(steps, at).select(S.USER, S.ITEM).distinct()
-    n = pairs.groupBy(S.ITEM).agg(F.count("*").alias("_n"))
-    a, b = pairs.alias("a"), pairs.alias("b")
-    co = (a.join(b, (F.col(f"a.{S.USER}") == F.col(f"b.{S.USER}"))
-                 & (F.col(f"a.{S.ITEM}") != F.col(f"b.{S.ITEM}")))
-          .groupBy(F.col(f"a.{S.ITEM}").alias(S.ITEM), F.col(f"b.{S.ITEM}").alias(NEIGHBOUR))
-          .agg(F.count("*").alias("_co")))
-    ni, nj = n.alias("ni"), n.select(F.col(S.ITEM).alias(NEIGHBOUR), F.col("_n").alias("_m"))
-    sim = (co.join(ni, S.ITEM).join(nj, NEIGHBOUR)
+    return (covisitation_at(steps, {"at": at}, neighbours=neighbours, shrink=shrink)
+            .drop(POINT))
+
+
+def covisitation_at(steps: DataFrame, points: dict[str, datetime], *,
+                    neighbours: int = NEIGHBOURS, shrink: float = SHRINK) -> DataFrame:
+    """(point, item_id, neighbour_id, sim): each item's top co-visited items before each
+    named point in time, from one self-join for all of them.
+
+    A user adds to the co-occurrence of (i, j) from the later of their first steps on i and
+    on j, so each pair is tagged with the first point it counts at (`_b`, an index into the
+    points sorted by time) and counted once per point with a conditional sum; an item's own
+    count is the same with its first step."""
+    names = sorted(points, key=points.get)
+    first = (before(steps, max(points.values())).groupBy(S.USER, S.ITEM)
+             .agg(F.min(S.EVENT_TIME).alias("_t")))
+    bucket = F.lit(len(names))
+    for k in reversed(range(len(names))):  # the first point the step is before
+        bucket = F.when(F.col("_t") < F.lit(points[names[k]]), F.lit(k)).otherwise(bucket)
+    pairs = first.select(S.USER, S.ITEM, bucket.alias("_b"))
+
+    def by_point(b: str) -> list:
+        return [F.sum((F.col(b) <= k).cast("int")).alias(f"_c{k}") for k in range(len(names))]
+
+    a, z = pairs.alias("a"), pairs.alias("z")
+    co = (a.join(z, (F.col(f"a.{S.USER}") == F.col(f"z.{S.USER}"))
+                 & (F.col(f"a.{S.ITEM}") != F.col(f"z.{S.ITEM}")))
+          .select(F.col(f"a.{S.ITEM}").alias(S.ITEM), F.col(f"z.{S.ITEM}").alias(NEIGHBOUR),
+                  F.greatest(F.col("a._b"), F.col("z._b")).alias("_b"))
+          .groupBy(S.ITEM, NEIGHBOUR).agg(*by_point("_b")))
+    n = pairs.groupBy(S.ITEM).agg(*by_point("_b"))
+
+    def long(df: DataFrame, keys: list[str], value: str) -> DataFrame:
+        """One row per point where the count is positive."""
+        stack = F.explode(F.array(*[F.struct(F.lit(name).alias(POINT),
+                                             F.col(f"_c{k}").alias(value))
+                                    for k, name in enumerate(names)]))
+        return (df.select(*keys, stack.alias("_p")).select(*keys, "_p.*")
+                .filter(F.col(value) > 0))
+
+    co, n = long(co, [S.ITEM, NEIGHBOUR], "_co"), long(n, [S.ITEM], "_n")
+    ni = n
+    nj = n.select(F.col(POINT), F.col(S.ITEM).alias(NEIGHBOUR), F.col("_n").alias("_m"))
+    sim = (co.join(ni, [POINT, S.ITEM]).join(nj, [POINT, NEIGHBOUR])
            .withColumn(SIM, (F.col("_co") / (F.sqrt(F.col("_n") * F.col("_m")) + F.lit(shrink)))
                        .cast("float")))
-    best = Window.partitionBy(S.ITEM).orderBy(F.col(SIM).desc(), F.col(NEIGHBOUR))
+    best = Window.partitionBy(POINT, S.ITEM).orderBy(F.col(SIM).desc(), F.col(NEIGHBOUR))
     return (sim.withColumn("_r", F.row_number().over(best)).filter(F.col("_r") <= neighbours)
-            .select(S.ITEM, NEIGHBOUR, SIM))
+            .select(POINT, S.ITEM, NEIGHBOUR, SIM))
 
 
 def vocabulary(steps: DataFrame, catalog: DataFrame) -> DataFrame:
@@ -102,19 +139,24 @@ def run(spark, cfg: Config, ds: str) -> dict:
     write_atomically(vocabulary(steps, catalog).coalesce(1), lake.context(cfg, ds, "vocab"),
                      spark)
     counts, meta = {}, {}
-    for name, at in lake.points(cfg, ds).items():
+    points = lake.points(cfg, ds)
+    neighbours = covisitation_at(steps, points).persist(StorageLevel.MEMORY_AND_DISK)
+    # computed here on every core, before the writes coalesce each point into one file
+    log.info("context ds=%s: %d co-visitation pairs over %d points", ds, neighbours.count(),
+             len(points))
+    for name, at in points.items():
         meta[name] = {"at": at.isoformat(),
                       "users": before(steps, at).select(S.USER).distinct().count()}
         stats = item_stats(steps, at=at, popularity_days=cfg.features.popularity_days,
                            weights=cfg.events.weights)
         write_atomically(stats.coalesce(1), lake.context(cfg, ds, name, "items"), spark)
-        neighbours = covisitation(steps, at=at)
-        write_atomically(neighbours.coalesce(1), lake.context(cfg, ds, name, "neighbours"),
-                         spark)
+        write_atomically(neighbours.filter(F.col(POINT) == name).drop(POINT).coalesce(1),
+                         lake.context(cfg, ds, name, "neighbours"), spark)
         counts[name] = spark.read.parquet(str(lake.context(cfg, ds, name, "neighbours"))).count()
         log.info("context ds=%s %s (%s): %d co-visitation pairs", ds, name, at.isoformat(),
                  counts[name])
     write_json(meta, lake.context(cfg, ds, "points.json"))
+    neighbours.unpersist()
     steps.unpersist()
     return counts
 

@@ -76,3 +76,18 @@ def test_the_context_read_from_the_jobs_tables_equals_the_reference(spark):
         np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-6,
                                    err_msg=name)
     np.testing.assert_allclose(got.sim.toarray(), want.sim.toarray(), rtol=1e-6)
+
+
+def test_covisitation_of_several_points_equals_each_point_alone(spark):
+    from jobs.context import POINT, covisitation, covisitation_at, steps_of
+
+    table = sequences(USERS, ITEMS, TYPES, DAYS, [[]] * 4)
+    df = steps_of(spark.createDataFrame(table.to_pandas())).cache()
+    points = {f"day{d}": datetime(2026, 11, d, 12, tzinfo=AT.tzinfo) for d in (3, 6, 9, 13)}
+    together = covisitation_at(df, points, neighbours=2, shrink=1.0).collect()
+    assert {r[POINT] for r in together} == set(points)
+    for name, at in points.items():
+        alone = {(r.item_id, r.neighbour_id): r.sim
+                 for r in covisitation(df, at=at, neighbours=2, shrink=1.0).collect()}
+        got = {(r.item_id, r.neighbour_id): r.sim for r in together if r[POINT] == name}
+        assert got == alone and got, name
