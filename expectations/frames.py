@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -11,6 +9,7 @@ from nightshelf import lake
 from nightshelf import schema as S
 from nightshelf.config import Config
 from nightshelf.landing import read_landed, with_default_event_type
+from nightshelf.records import CleanCounts
 
 
 def raw_frame(spark: SparkSession, cfg: Config, ds: str) -> DataFrame:
@@ -28,17 +27,13 @@ def clean_frame(spark: SparkSession, cfg: Config, ds: str) -> DataFrame:
 
 
 def counts_frame(spark: SparkSession, cfg: Config, ds: str, clean: DataFrame) -> DataFrame:
-    counts = json.loads(lake.clean_counts(cfg, ds).read_text())
-    rows_in = max(counts["rows_in"], 1)
-    bots = counts["quarantined_by_reason"].get("bot_user", 0)
-    no_pii = not any(c in clean.columns for c in cfg.events.pii)
+    counts = CleanCounts.read(cfg, ds)
     row = {
-        "rows_in": counts["rows_in"],
-        "accounted_for": counts["clean"] + counts["duplicates"] + counts["quarantined"],
-        # bots are counted apart: a crawler's flood says nothing about the export's health
-        "quarantine_rate": (counts["quarantined"] - bots) / max(counts["rows_in"] - bots, 1),
-        "duplicate_rate": counts["duplicates"] / rows_in,
-        "no_pii_columns": no_pii,
+        "rows_in": counts.rows_in,
+        "accounted_for": counts.clean + counts.duplicates + counts.quarantined,
+        "quarantine_rate": counts.quarantine_rate,
+        "duplicate_rate": counts.duplicate_rate,
+        "no_pii_columns": not any(c in clean.columns for c in cfg.events.pii),
     }
     return spark.createDataFrame([row])
 

@@ -9,6 +9,7 @@ from expectations import frames
 from expectations import suites as su
 from nightshelf import lake
 from nightshelf.config import Config
+from nightshelf.records import SuiteResult, ValidationRecord
 from nightshelf.spark import get_spark
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def _batches(spark, cfg: Config, stage: str, ds: str) -> list[tuple[str, object,
     raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
 
 
-def run_suite(ctx, name: str, suite, df) -> dict:
+def run_suite(ctx, name: str, suite, df) -> SuiteResult:
     """Validate one Spark DataFrame against one suite via a checkpoint that updates Data Docs."""
     import great_expectations as gx
 
@@ -87,11 +88,12 @@ def run_suite(ctx, name: str, suite, df) -> dict:
                            "unexpected_count": r.result.get("unexpected_count"),
                            "observed_value": r.result.get("observed_value"),
                            "partial_unexpected_list": r.result.get("partial_unexpected_list")})
-    return {"suite": name, "success": bool(vr.success), "statistics": dict(vr.statistics),
-            "failed": failed}
+    return SuiteResult(suite=name, success=bool(vr.success),
+                       statistics=json.loads(json.dumps(dict(vr.statistics), default=str)),
+                       failed=json.loads(json.dumps(failed, default=str)))
 
 
-def validate(cfg: Config, stage: str, ds: str, spark=None) -> dict:
+def validate(cfg: Config, stage: str, ds: str, spark=None) -> ValidationRecord:
     """Validate a stage of the night `ds`; raise ValidationFailed if any suite fails."""
     own = spark is None
     spark = spark or get_spark(cfg, f"validate-{stage}")
@@ -102,25 +104,24 @@ def validate(cfg: Config, stage: str, ds: str, spark=None) -> dict:
     finally:
         if own:
             spark.stop()
-    summary = {"stage": stage, "ds": ds, "success": all(r["success"] for r in results),
-               "suites": results, "data_docs": str(lake.data_docs_index(cfg))}
-    if stage == "recommendations":
-        summary["fingerprint"] = lake.fingerprint(lake.staging_recommendations(cfg, ds))
-    out = lake.run_dir(cfg, ds) / f"validation-{stage}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2, default=str))
+    record = ValidationRecord(
+        ds=ds, stage=stage, success=all(r.success for r in results), suites=results,
+        data_docs=str(lake.data_docs_index(cfg)),
+        fingerprint=(lake.fingerprint(lake.staging_recommendations(cfg, ds))
+                     if stage == "recommendations" else None))
+    record.write(cfg)
     for r in results:
-        s = r["statistics"]
-        log.info("validate %s ds=%s: suite %s %s (%s/%s expectations)", stage, ds, r["suite"],
-                 "passed" if r["success"] else "FAILED", s.get("successful_expectations"),
+        s = r.statistics
+        log.info("validate %s ds=%s: suite %s %s (%s/%s expectations)", stage, ds, r.suite,
+                 "passed" if r.success else "FAILED", s.get("successful_expectations"),
                  s.get("evaluated_expectations"))
-    if not summary["success"]:
+    if not record.success:
         lines = [f"{stage} data for ds={ds} failed validation; nothing is published. "
                  f"See {lake.data_docs_index(cfg)}"]
         for r in results:
-            for f in r["failed"]:
-                lines.append(f"  suite {r['suite']}: {f['expectation']} {f['kwargs']} "
+            for f in r.failed:
+                lines.append(f"  suite {r.suite}: {f['expectation']} {f['kwargs']} "
                              f"unexpected={f['unexpected_count']} observed={f['observed_value']} "
                              f"e.g. {f['partial_unexpected_list']}")
         raise ValidationFailed("\n".join(lines))
-    return summary
+    return record

@@ -20,27 +20,18 @@ from datetime import timedelta
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from jobs.storage import write_atomically, write_json
+from jobs.catalog import clean_catalog, latest_catalog_folder
+from jobs.storage import write_atomically
 from nightshelf import lake
 from nightshelf import schema as S
 from nightshelf import secrets
 from nightshelf.config import Config, EventsConfig, load_config
-from nightshelf.landing import InputError, read_landed, with_default_event_type
+from nightshelf.landing import InputError, read_landed, require_columns, with_default_event_type
 from nightshelf.logs import setup_logging
+from nightshelf.records import CleanCounts
 from nightshelf.spark import get_spark
 
 log = logging.getLogger("nightshelf.clean")
-
-
-def require_columns(df: DataFrame, required: tuple[str, ...], what: str) -> None:
-    """Fail with the missing columns named, and the columns that were there."""
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        got = ", ".join(c for c in df.columns if not c.startswith("_"))
-        raise ValueError(
-            f"{what}: column(s) {', '.join(missing)} missing (got: {got}); rename them in the "
-            f"export or map them with events.column_map in the config"
-        )
 
 
 def hmac_sha256(col: Column, key: bytes) -> Column:
@@ -198,69 +189,22 @@ def clean_events(raw: DataFrame, *, ds: str, events: EventsConfig, pii_key: byte
     return clean, quarantine, dups
 
 
-def clean_catalog(raw: DataFrame, *, ds: str) -> tuple[DataFrame, DataFrame]:
-    """Typed catalog snapshot (one row per item) and its rejected rows."""
-    require_columns(raw, S.REQUIRED_CATALOG_COLUMNS, f"catalog for ds={ds}")
-    for c in (S.REPURCHASABLE, S.FIRST_SEEN, S.DESCRIPTION):
-        if c not in raw.columns:
-            raw = raw.withColumn(c, F.lit(None).cast("string"))
-    truthy = ["true", "1", "yes", "y", "t"]
-    typed = raw.select(
-        F.trim(S.ITEM).alias(S.ITEM), F.trim(S.TITLE).alias(S.TITLE),
-        F.trim(S.CATEGORY).alias(S.CATEGORY), F.trim(S.BRAND).alias(S.BRAND),
-        F.trim(S.PRICE).try_cast("double").alias(S.PRICE),
-        F.lower(F.trim(S.AVAILABLE)).isin(truthy).alias(S.AVAILABLE),
-        F.coalesce(F.lower(F.trim(S.REPURCHASABLE)).isin(truthy), F.lit(False))
-        .alias(S.REPURCHASABLE),
-        F.try_to_date(F.col(S.FIRST_SEEN)).alias(S.FIRST_SEEN),
-        F.col(S.DESCRIPTION),
-        F.to_json(F.struct(*[F.col(f"`{c}`") for c in raw.columns if c != "_source_file"]))
-        .alias(S.RAW),
-    )
-    reason = (F.when(F.col(S.ITEM).isNull() | (F.col(S.ITEM) == ""), "missing_item_id")
-              .when(F.col(S.PRICE).isNull() | (F.col(S.PRICE) < 0), "bad_price"))
-    typed = typed.withColumn(S.REJECT_REASON, reason)
-    one = Window.partitionBy(S.ITEM).orderBy(F.col(S.AVAILABLE).desc(), S.RAW)
-    good = (typed.filter(F.col(S.REJECT_REASON).isNull())
-            .withColumn("_n", F.row_number().over(one)).filter("_n = 1")
-            .drop("_n", S.RAW, S.REJECT_REASON))
-    rejects = typed.filter(F.col(S.REJECT_REASON).isNotNull()).select(S.RAW, S.REJECT_REASON)
-    return good, rejects
-
-
 def _counts(rows_in: int, clean: DataFrame, quarantine: DataFrame, dups: DataFrame,
-            ds: str) -> dict:
+            ds: str, **catalog) -> CleanCounts:
     by_reason = {r[S.REJECT_REASON]: r["count"]
                  for r in quarantine.groupBy(S.REJECT_REASON).count().collect()}
     by_dup = {r["dup_kind"]: r["count"] for r in dups.groupBy("dup_kind").count().collect()}
-    counts = {
-        "ds": ds, "rows_in": rows_in, "clean": clean.count(),
-        "duplicates": sum(by_dup.values()), "duplicates_by_kind": by_dup,
-        "quarantined": sum(by_reason.values()), "quarantined_by_reason": by_reason,
-    }
-    total = counts["clean"] + counts["duplicates"] + counts["quarantined"]
+    counts = CleanCounts(ds=ds, rows_in=rows_in, clean=clean.count(),
+                         duplicates=sum(by_dup.values()), duplicates_by_kind=by_dup,
+                         quarantined=sum(by_reason.values()), quarantined_by_reason=by_reason,
+                         **catalog)
+    total = counts.clean + counts.duplicates + counts.quarantined
     if total != rows_in:
         raise RuntimeError(f"clean ds={ds}: {rows_in} rows in but {total} accounted for {counts}")
     return counts
 
 
-def latest_catalog_folder(cfg: Config, ds: str):
-    """The catalog landed for `ds`, else the latest landed before it."""
-    base = lake.landing_catalog(cfg)
-    wanted = lake.landing_catalog(cfg, ds)
-    if wanted.is_dir():
-        return wanted
-    older = sorted(p for p in base.glob("ds=*") if p.name <= wanted.name) if base.is_dir() else []
-    if not older:
-        raise FileNotFoundError(
-            f"catalog for ds={ds}: nothing landed in {base} on or before that day; land a "
-            f"catalog snapshot in {wanted}"
-        )
-    log.warning("catalog for ds=%s not landed; using the snapshot of %s", ds, older[-1].name)
-    return older[-1]
-
-
-def run(spark, cfg: Config, ds: str) -> dict:
+def run(spark, cfg: Config, ds: str) -> CleanCounts:
     """Clean the events and catalog landed for `ds`; returns the counts."""
 
     key = secrets.pii_key(cfg)
@@ -291,17 +235,14 @@ def run(spark, cfg: Config, ds: str) -> dict:
     clean, quarantine, dups = clean_events(raw, ds=ds, events=cfg.events, pii_key=key,
                                            known_items=catalog)
     clean, quarantine, dups = clean.cache(), quarantine.cache(), dups.cache()
-    counts = _counts(rows_in, clean, quarantine, dups, ds)
-    counts["extra_columns"] = extra
+    counts = _counts(rows_in, clean, quarantine, dups, ds, extra_columns=extra,
+                     catalog_items=n_items, catalog_rejected=cat_rejects.count())
     write_atomically(clean, lake.clean_events(cfg, ds), spark)
     write_atomically(quarantine, lake.quarantine(cfg, ds), spark)
-
-    counts["catalog_items"] = n_items
-    counts["catalog_rejected"] = cat_rejects.count()
     write_atomically(catalog, lake.clean_catalog(cfg, ds), spark)
     write_atomically(cat_rejects, lake.lake(cfg, "quarantine", "catalog", lake.part(ds)), spark)
-    write_json(counts, lake.clean_counts(cfg, ds))
-    log.info("clean ds=%s: %s", ds, {k: v for k, v in counts.items() if k != "ds"})
+    counts.write(cfg)
+    log.info("clean ds=%s: %s", ds, counts)
     for df in (raw, clean, quarantine, dups, catalog):
         df.unpersist()
     return counts

@@ -87,7 +87,7 @@ def covisitation_at(steps: DataFrame, points: dict[str, datetime], *,
     on j, so each pair is tagged with the first point it counts at (`_b`, an index into the
     points sorted by time) and counted once per point with a conditional sum; an item's own
     count is the same with its first step."""
-    names = sorted(points, key=points.get)
+    names = sorted(points, key=lambda name: points[name])
     first = (before(steps, max(points.values())).groupBy(S.USER, S.ITEM)
              .agg(F.min(S.EVENT_TIME).alias("_t")))
     bucket = F.lit(len(names))
@@ -99,11 +99,15 @@ def covisitation_at(steps: DataFrame, points: dict[str, datetime], *,
         return [F.sum((F.col(b) <= k).cast("int")).alias(f"_c{k}") for k in range(len(names))]
 
     a, z = pairs.alias("a"), pairs.alias("z")
-    co = (a.join(z, (F.col(f"a.{S.USER}") == F.col(f"z.{S.USER}"))
-                 & (F.col(f"a.{S.ITEM}") != F.col(f"z.{S.ITEM}")))
-          .select(F.col(f"a.{S.ITEM}").alias(S.ITEM), F.col(f"z.{S.ITEM}").alias(NEIGHBOUR),
-                  F.greatest(F.col("a._b"), F.col("z._b")).alias("_b"))
-          .groupBy(S.ITEM, NEIGHBOUR).agg(*by_point("_b")))
+    # each unordered pair once (i < j), counted, then both ways round
+    half = (a.join(z, (F.col(f"a.{S.USER}") == F.col(f"z.{S.USER}"))
+                   & (F.col(f"a.{S.ITEM}") < F.col(f"z.{S.ITEM}")))
+            .select(F.col(f"a.{S.ITEM}").alias(S.ITEM), F.col(f"z.{S.ITEM}").alias(NEIGHBOUR),
+                    F.greatest(F.col("a._b"), F.col("z._b")).alias("_b"))
+            .groupBy(S.ITEM, NEIGHBOUR).agg(*by_point("_b")))
+    counts = [f"_c{k}" for k in range(len(names))]
+    co = half.unionByName(half.select(F.col(NEIGHBOUR).alias(S.ITEM),
+                                      F.col(S.ITEM).alias(NEIGHBOUR), *counts))
     n = pairs.groupBy(S.ITEM).agg(*by_point("_b"))
 
     def long(df: DataFrame, keys: list[str], value: str) -> DataFrame:

@@ -10,7 +10,6 @@ as Markdown and JSON next to the night's records and logged to the night's MLflo
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 from nightshelf import lake
 from nightshelf import schema as S
 from nightshelf.config import Config
-from nightshelf.records import GateRecord, SasrecRecord
+from nightshelf.records import CleanCounts, DriftCheck, DriftRecord, GateRecord, SasrecRecord
 from nightshelf.tracking import setup_mlflow
 
 log = logging.getLogger(__name__)
@@ -71,17 +70,11 @@ def _lists(folder: Path) -> tuple[dict[str, set[str]], np.ndarray] | None:
     return lists, np.array(t[S.SCORE], float)
 
 
-def _rates(counts: dict) -> dict[str, float]:
-    n = max(counts.get("rows_in", 0), 1)
-    return {"rows_in": counts.get("rows_in", 0), "duplicate_rate": counts["duplicates"] / n,
-            "quarantine_rate": counts["quarantined"] / n}
-
-
-def checks(cfg: Config, ds: str) -> dict:
-    """Tonight against the previous night: {"checks": [...], "previous": ds or None}."""
+def checks(cfg: Config, ds: str) -> DriftRecord:
+    """Tonight against the previous night."""
     d = cfg.drift
     prev = (lake.parse_ds(ds) - timedelta(days=1)).isoformat()
-    out: list[dict] = []
+    out: list[DriftCheck] = []
 
     def add(name: str, value: float | None, warn: float, fail: float, higher_is_worse=True,
             note: str = "") -> None:
@@ -90,20 +83,19 @@ def checks(cfg: Config, ds: str) -> dict:
         else:
             worse = (lambda t: value > t) if higher_is_worse else (lambda t: value < t)
             status = "fail" if worse(fail) else "warn" if worse(warn) else "ok"
-        out.append({"check": name, "value": None if value is None or np.isnan(value)
-                    else round(float(value), 4), "warn": warn, "fail": fail,
-                    "status": status, "note": note})
+        out.append(DriftCheck(check=name, value=None if value is None or np.isnan(value)
+                              else round(float(value), 4), warn=warn, fail=fail,
+                              status=status, note=note))
 
-    now_counts = lake.read_json(lake.clean_counts(cfg, ds)) or {}
-    old_counts = lake.read_json(lake.clean_counts(cfg, prev))
-    if now_counts and old_counts:
-        a, b = _rates(now_counts), _rates(old_counts)
-        add("event_volume_change", abs(a["rows_in"] / max(b["rows_in"], 1) - 1),
+    a, b = CleanCounts.find(cfg, ds), CleanCounts.find(cfg, prev)
+    if a and b:
+        add("event_volume_change", abs(a.rows_in / max(b.rows_in, 1) - 1),
             d.volume_change_warn, d.volume_change_fail,
-            note=f"{b['rows_in']} -> {a['rows_in']} raw rows")
+            note=f"{b.rows_in} -> {a.rows_in} raw rows")
         for rate in ("duplicate_rate", "quarantine_rate"):
-            add(f"{rate}_change", abs(a[rate] - b[rate]), d.rate_change_warn,
-                d.rate_change_fail, note=f"{b[rate]:.4f} -> {a[rate]:.4f}")
+            x, y = getattr(a, rate), getattr(b, rate)
+            add(f"{rate}_change", abs(x - y), d.rate_change_warn, d.rate_change_fail,
+                note=f"{y:.4f} -> {x:.4f}")
     for table, columns in FEATURES.items():
         now = lake.read_parquet(lake.features(cfg, table, ds), columns)
         old = lake.read_parquet(lake.features(cfg, table, prev), columns)
@@ -128,29 +120,28 @@ def checks(cfg: Config, ds: str) -> dict:
             d.overlap_fail, higher_is_worse=False, note="mean Jaccard of users' lists")
     if now_lists:
         s = now_lists[1]
-        out.append({"check": "scores", "status": "info", "warn": None, "fail": None,
-                    "value": None, "note": f"min {s.min():.4f} median {np.median(s):.4f} "
-                    f"max {s.max():.4f} over {len(s)} rows"})
-    return {"ds": ds, "previous": prev if old_counts else None, "checks": out}
+        out.append(DriftCheck(check="scores", status="info", warn=None, fail=None, value=None,
+                              note=f"min {s.min():.4f} median {np.median(s):.4f} "
+                              f"max {s.max():.4f} over {len(s)} rows"))
+    return DriftRecord(ds=ds, previous=prev if b else None, checks=out)
 
 
-def render(report: dict) -> str:
-    lines = [f"# Drift and sanity, night {report['ds']}", "",
-             f"Compared with: {report['previous'] or 'nothing (no previous night)'}", "",
+def render(report: DriftRecord) -> str:
+    lines = [f"# Drift and sanity, night {report.ds}", "",
+             f"Compared with: {report.previous or 'nothing (no previous night)'}", "",
              "| check | value | warn | fail | status | note |", "|---|---|---|---|---|---|"]
-    for c in report["checks"]:
-        cells = [c["check"], c["value"], c["warn"], c["fail"], c["status"].upper(), c["note"]]
+    for c in report.checks:
+        cells = [c.check, c.value, c.warn, c.fail, c.status.upper(), c.note]
         lines.append("| " + " | ".join("" if x is None else str(x) for x in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def run(cfg: Config, ds: str) -> dict:
+def run(cfg: Config, ds: str) -> DriftRecord:
     """Write drift.json and drift.md, log them to the night's MLflow run; raise on a fail."""
     report = checks(cfg, ds)
     runs = lake.run_dir(cfg, ds)
-    runs.mkdir(parents=True, exist_ok=True)
     text = render(report)
-    (runs / "drift.json").write_text(json.dumps(report, indent=2))
+    report.write(cfg)
     (runs / "drift.md").write_text(text)
     night_run = SasrecRecord.find(cfg, ds)
     if night_run:
@@ -159,20 +150,18 @@ def run(cfg: Config, ds: str) -> dict:
         setup_mlflow(cfg)
         with mlflow.start_run(run_id=night_run.run_id):
             mlflow.log_text(text, "drift.md")
-            mlflow.log_metrics({f"drift.{c['check']}": c["value"] for c in report["checks"]
-                                if c["value"] is not None})
-    for c in report["checks"]:
-        if c["status"] in ("warn", "fail"):
-            log.warning("drift ds=%s: %s %s = %s (warn %s, fail %s) %s", ds,
-                        c["status"].upper(), c["check"], c["value"], c["warn"], c["fail"],
-                        c["note"])
-    failed = [c for c in report["checks"] if c["status"] == "fail"]
+            mlflow.log_metrics({f"drift.{c.check}": c.value for c in report.checks
+                                if c.value is not None})
+    for c in report.flagged:
+        log.warning("drift ds=%s: %s %s = %s (warn %s, fail %s) %s", ds, c.status.upper(),
+                    c.check, c.value, c.warn, c.fail, c.note)
+    failed = [c for c in report.checks if c.status == "fail"]
     if failed:
         raise DriftFailed(
             f"ds={ds}: {len(failed)} drift check(s) past their fail threshold, nothing "
-            f"published: " + "; ".join(f"{c['check']}={c['value']} (fails at {c['fail']}) "
-                                       f"{c['note']}" for c in failed)
+            f"published: " + "; ".join(f"{c.check}={c.value} (fails at {c.fail}) {c.note}"
+                                       for c in failed)
             + f". See {runs / 'drift.md'}; if the change is real, raise drift.* in the config")
-    log.info("drift ds=%s: %d checks, %d warnings, none failed", ds, len(report["checks"]),
-             sum(c["status"] == "warn" for c in report["checks"]))
+    log.info("drift ds=%s: %d checks, %d warnings, none failed", ds, len(report.checks),
+             sum(c.status == "warn" for c in report.checks))
     return report

@@ -24,6 +24,17 @@ class InputError(ValueError):
     """A landed file or folder that cannot be read as it is; the message says what to do."""
 
 
+def require_columns(df: DataFrame, required: tuple[str, ...], what: str) -> None:
+    """Fail with the missing columns named, and the columns that were there."""
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        got = ", ".join(c for c in df.columns if not c.startswith("_"))
+        raise ValueError(
+            f"{what}: column(s) {', '.join(missing)} missing (got: {got}); rename them in the "
+            f"export or map them with events.column_map in the config"
+        )
+
+
 def landed_files(folder: Path, what: str) -> list[Path]:
     if not folder.is_dir():
         raise InputError(f"{what}: no landed folder {folder} (land the day's files there first)")

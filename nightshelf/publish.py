@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from nightshelf import lake
 from nightshelf.config import Config
-from nightshelf.records import GateRecord, RankerRecord, ScoreRecord
+from nightshelf.records import CleanCounts, GateRecord, RankerRecord, ScoreRecord, ValidationRecord
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +31,15 @@ STAGES = ("raw", "clean", "features", "recommendations")
 
 
 def build_manifest(cfg: Config, ds: str, staging: Path) -> dict:
-    runs = lake.run_dir(cfg, ds)
     gate, score = GateRecord.read(cfg, ds), ScoreRecord.read(cfg, ds)
     ranker = RankerRecord.find(cfg, ds)
     table = lake.read_parquet(staging, ["user_id"])
-    counts = lake.read_json(lake.clean_counts(cfg, ds)) or {}
+    counts = CleanCounts.find(cfg, ds)
     validations = {}
     for stage in STAGES:
-        v = lake.read_json(runs / f"validation-{stage}.json")
+        v = ValidationRecord.find(cfg, ds, stage)
         validations[stage] = None if v is None else {
-            "success": v["success"],
-            "suites": {s["suite"]: s["statistics"] for s in v["suites"]}}
+            "success": v.success, "suites": {s.suite: s.statistics for s in v.suites}}
     return {
         "ds": ds,
         "rows": table.num_rows,
@@ -54,9 +52,10 @@ def build_manifest(cfg: Config, ds: str, staging: Path) -> dict:
         "challenger": {"run_id": ranker.run_id if ranker else None,
                        "version": gate.challenger_version, "promoted": gate.promoted,
                        "reason": gate.reason},
-        "input": {k: counts.get(k) for k in ("rows_in", "clean", "duplicates", "quarantined")},
-        "duplicates_by_kind": counts.get("duplicates_by_kind"),
-        "quarantined_by_reason": counts.get("quarantined_by_reason"),
+        "input": {k: getattr(counts, k, None)
+                  for k in ("rows_in", "clean", "duplicates", "quarantined")},
+        "duplicates_by_kind": counts.duplicates_by_kind if counts else None,
+        "quarantined_by_reason": counts.quarantined_by_reason if counts else None,
         "validation": validations,
         "fingerprint": lake.fingerprint(staging),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -117,13 +116,13 @@ def publish(cfg: Config, ds: str) -> dict:
     staging = lake.staging_recommendations(cfg, ds)
     target = lake.recommendations(cfg, ds)
     recover(target)
-    validated = lake.read_json(lake.run_dir(cfg, ds) / "validation-recommendations.json")
+    validated = ValidationRecord.find(cfg, ds, "recommendations")
     if not staging.is_dir():
         raise FileNotFoundError(f"publish ds={ds}: nothing staged in {staging}; run score first")
-    if not validated or not validated.get("success"):
+    if not validated or not validated.success:
         raise RuntimeError(f"publish ds={ds}: the staged lists have not passed the "
                            f"recommendations suite; nothing published")
-    if validated.get("fingerprint") != lake.fingerprint(staging):
+    if validated.fingerprint != lake.fingerprint(staging):
         raise RuntimeError(f"publish ds={ds}: the staged files changed after validation; "
                            f"validate again before publishing")
     for stale in (SUCCESS, MANIFEST):  # left by a publish of this night that was killed

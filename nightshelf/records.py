@@ -23,15 +23,20 @@ R = TypeVar("R", bound="Record")
 
 @dataclass(frozen=True)
 class Record:
+    """A task's record. A task that writes several per night (validation, one per stage)
+    names which with `key()`, and `find`/`read` take the same key after `ds`."""
     NAME: ClassVar[str] = ""
     ds: str
 
+    def key(self) -> tuple[str, ...]:
+        return ()
+
     @classmethod
-    def path(cls, cfg: Config, ds: str) -> Path:
-        return lake.run_dir(cfg, ds) / f"{cls.NAME}.json"
+    def path(cls, cfg: Config, ds: str, *key: str) -> Path:
+        return lake.run_dir(cfg, ds) / f"{'-'.join((cls.NAME, *key))}.json"
 
     def write(self, cfg: Config) -> Path:
-        path = self.path(cfg, self.ds)
+        path = self.path(cfg, self.ds, *self.key())
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True,
@@ -40,17 +45,17 @@ class Record:
         return path
 
     @classmethod
-    def find(cls: type[R], cfg: Config, ds: str) -> R | None:
+    def find(cls: type[R], cfg: Config, ds: str, *key: str) -> R | None:
         """The night's record, or None when its task has not run."""
-        path = cls.path(cfg, ds)
+        path = cls.path(cfg, ds, *key)
         return _build(cls, json.loads(path.read_text())) if path.exists() else None
 
     @classmethod
-    def read(cls: type[R], cfg: Config, ds: str) -> R:
-        found = cls.find(cfg, ds)
+    def read(cls: type[R], cfg: Config, ds: str, *key: str) -> R:
+        found = cls.find(cfg, ds, *key)
         if found is None:
-            raise FileNotFoundError(f"{cls.path(cfg, ds)} is missing: run the {cls.NAME} step "
-                                    f"for ds={ds} first")
+            raise FileNotFoundError(f"{cls.path(cfg, ds, *key)} is missing: run the "
+                                    f"{' '.join((cls.NAME, *key))} step for ds={ds} first")
         return found
 
 
@@ -59,10 +64,90 @@ def _build(cls, data):
         hints = typing.get_type_hints(cls)
         return cls(**{f.name: _build(hints[f.name], data[f.name])
                       for f in dataclasses.fields(cls) if f.init and f.name in data})
-    if typing.get_origin(cls) in (typing.Union, types.UnionType):
+    origin = typing.get_origin(cls)
+    if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(cls) if a is not type(None)]
         return None if data is None else _build(args[0], data)
+    if origin is list and data is not None:
+        (arg,) = typing.get_args(cls)
+        return [_build(arg, x) for x in data]
     return data
+
+
+@dataclass(frozen=True)
+class CleanCounts(Record):
+    """What the clean job made of a day's raw rows; every row is accounted for once."""
+    NAME: ClassVar[str] = "counts"
+    rows_in: int
+    clean: int
+    duplicates: int
+    quarantined: int
+    duplicates_by_kind: dict[str, int]
+    quarantined_by_reason: dict[str, int]
+    extra_columns: list[str] = dataclasses.field(default_factory=list)
+    catalog_items: int = 0
+    catalog_rejected: int = 0
+
+    @classmethod
+    def path(cls, cfg: Config, ds: str, *key: str) -> Path:
+        return lake.clean_counts(cfg, ds)
+
+    @property
+    def bots(self) -> int:
+        return self.quarantined_by_reason.get("bot_user", 0)
+
+    @property
+    def duplicate_rate(self) -> float:
+        return self.duplicates / max(self.rows_in, 1)
+
+    @property
+    def quarantine_rate(self) -> float:
+        """Bots are counted apart: a crawler's flood says nothing about the export's health."""
+        return (self.quarantined - self.bots) / max(self.rows_in - self.bots, 1)
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    suite: str
+    success: bool
+    statistics: dict
+    failed: list[dict]   # per failed expectation: its type, kwargs, what was observed
+
+
+@dataclass(frozen=True)
+class ValidationRecord(Record):
+    """A stage's Great Expectations suites for the night (`validation-<stage>.json`)."""
+    NAME: ClassVar[str] = "validation"
+    stage: str
+    success: bool
+    suites: list[SuiteResult]
+    data_docs: str
+    fingerprint: str | None = None   # of the staged lists that passed (recommendations)
+
+    def key(self) -> tuple[str, ...]:
+        return (self.stage,)
+
+
+@dataclass(frozen=True)
+class DriftCheck:
+    check: str
+    value: float | None
+    warn: float | None
+    fail: float | None
+    status: str          # ok, warn, fail, n/a or info
+    note: str
+
+
+@dataclass(frozen=True)
+class DriftRecord(Record):
+    """Night-over-night drift and sanity checks, run before publish."""
+    NAME: ClassVar[str] = "drift"
+    previous: str | None
+    checks: list[DriftCheck]
+
+    @property
+    def flagged(self) -> list[DriftCheck]:
+        return [c for c in self.checks if c.status in ("warn", "fail")]
 
 
 @dataclass(frozen=True)

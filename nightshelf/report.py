@@ -7,7 +7,14 @@ from pathlib import Path
 
 from nightshelf import lake
 from nightshelf.config import Config
-from nightshelf.records import EvaluationRecord, GateRecord, RankerRecord, SasrecRecord
+from nightshelf.records import (
+    CleanCounts,
+    DriftRecord,
+    EvaluationRecord,
+    GateRecord,
+    RankerRecord,
+    SasrecRecord,
+)
 from nightshelf.tracking import setup_mlflow
 
 log = logging.getLogger(__name__)
@@ -19,16 +26,16 @@ def _read(path: Path) -> dict:
 
 def render(cfg: Config, ds: str) -> str:
     runs = lake.run_dir(cfg, ds)
-    counts = _read(lake.clean_counts(cfg, ds))
+    counts = CleanCounts.find(cfg, ds)
     sasrec, ranker = SasrecRecord.find(cfg, ds), RankerRecord.find(cfg, ds)
     ev, gate = EvaluationRecord.find(cfg, ds), GateRecord.find(cfg, ds)
     manifest = _read(lake.recommendations(cfg, ds) / "manifest.json")
     lines = [f"# Nightshelf night {ds}", ""]
     if counts:
         lines += ["## Input", "",
-                  f"- raw rows: {counts['rows_in']}; clean: {counts['clean']}; duplicates: "
-                  f"{counts['duplicates']} {counts.get('duplicates_by_kind')}; quarantined: "
-                  f"{counts['quarantined']} {counts.get('quarantined_by_reason')}", ""]
+                  f"- raw rows: {counts.rows_in}; clean: {counts.clean}; duplicates: "
+                  f"{counts.duplicates} {counts.duplicates_by_kind}; quarantined: "
+                  f"{counts.quarantined} {counts.quarantined_by_reason}", ""]
     if ev:
         lines += ["## Model", "", "| model | ndcg@10 | recall@10 | hr@10 |", "|---|---|---|---|"]
         names = {"ranker": "ranker (challenger)", "sasrec": "sasrec (candidates alone)"}
@@ -45,13 +52,13 @@ def render(cfg: Config, ds: str) -> str:
         lines += [f"- gate: {'PROMOTED' if gate.promoted else 'not promoted'} "
                   f"v{gate.challenger_version}: {gate.reason}",
                   f"- serving: {gate.serving.kind} v{gate.serving.model_version}", ""]
-    drift = _read(runs / "drift.json")
+    drift = DriftRecord.find(cfg, ds)
     if drift:
-        flagged = [c for c in drift["checks"] if c["status"] in ("warn", "fail")]
-        lines += ["## Drift", "", f"- compared with {drift['previous'] or 'no previous night'}: "
-                  f"{len(drift['checks'])} checks, {len(flagged)} flagged ({runs / 'drift.md'})"]
-        lines += [f"- {c['status'].upper()} {c['check']} = {c['value']} {c['note']}"
-                  for c in flagged]
+        lines += ["## Drift", "", f"- compared with {drift.previous or 'no previous night'}: "
+                  f"{len(drift.checks)} checks, {len(drift.flagged)} flagged "
+                  f"({runs / 'drift.md'})"]
+        lines += [f"- {c.status.upper()} {c.check} = {c.value} {c.note}"
+                  for c in drift.flagged]
         lines.append("")
     if manifest:
         lines += ["## Published", "", f"- {lake.recommendations(cfg, ds)}",

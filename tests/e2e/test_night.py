@@ -100,13 +100,15 @@ def test_manifest_counts_add_up(night):
     import pyarrow.parquet as pq
 
     from nightshelf import lake
+    from nightshelf.records import CleanCounts
 
     cfg = _config(night)
     manifest = json.loads((lake.recommendations(cfg, DS) / "manifest.json").read_text())
-    counts = json.loads(lake.clean_counts(cfg, DS).read_text())
+    counts = CleanCounts.read(cfg, DS)
     inp = manifest["input"]
     assert inp["rows_in"] == inp["clean"] + inp["duplicates"] + inp["quarantined"]
-    assert inp == {k: counts[k] for k in ("rows_in", "clean", "duplicates", "quarantined")}
+    keys = ("rows_in", "clean", "duplicates", "quarantined")
+    assert inp == {k: getattr(counts, k) for k in keys}
     assert inp["duplicates"] > 0 and inp["quarantined"] > 0  # the shop is dirty on purpose
     rows = sum(pq.read_metadata(p).num_rows
                for p in lake.recommendations(cfg, DS).glob("*.parquet"))
@@ -210,6 +212,7 @@ def test_rerunning_the_night_on_a_spark_cluster_publishes_the_same_rows(night, e
 
 def test_a_night_that_fails_validation_publishes_nothing(night, env):
     from nightshelf import lake
+    from nightshelf.records import ValidationRecord
 
     cfg = _config(night)
     before = (lake.recommendations(cfg, DS) / "manifest.json").read_text()
@@ -223,5 +226,4 @@ def test_a_night_that_fails_validation_publishes_nothing(night, env):
     assert "failed" in proc.stderr
     assert not lake.recommendations(cfg, NEXT).exists()
     assert (lake.recommendations(cfg, DS) / "manifest.json").read_text() == before
-    result = json.loads((lake.run_dir(cfg, NEXT) / "validation-raw.json").read_text())
-    assert not result["success"]
+    assert not ValidationRecord.read(cfg, NEXT, "raw").success

@@ -23,18 +23,18 @@ def ctx(cfg):
 
 def failed(result) -> set[tuple[str, str]]:
     return {(f["expectation"], f["kwargs"].get("column", str(f["kwargs"].get("column_list"))))
-            for f in result["failed"]}
+            for f in result.failed}
 
 
 def test_raw_suite(spark, cfg, ctx):
     cols = "user_id string, item_id string, event_type string, event_time string, " \
            "_event_type_norm string"
     good = spark.createDataFrame([("u", "i", "view", "1795341600", "view")] * 20, cols)
-    assert run_suite(ctx, "raw_events", su.raw_suite(cfg), good)["success"]
+    assert run_suite(ctx, "raw_events", su.raw_suite(cfg), good).success
     bad = spark.createDataFrame([("u", "i", "view", "1795341600", "view")] * 10
                                 + [(None, "i", "hover", "x", "hover")] * 10, cols)
     res = run_suite(ctx, "raw_events", su.raw_suite(cfg), bad)
-    assert not res["success"]
+    assert not res.success
     assert ("expect_column_values_to_not_be_null", "user_id") in failed(res)
     assert ("expect_column_values_to_be_in_set", "_event_type_norm") in failed(res)
 
@@ -46,7 +46,7 @@ def test_clean_suite_and_counts(spark, cfg, ctx):
     good = spark.createDataFrame([("e1", "u", "i", "view", t, 1.0, 1.0),
                                   ("e2", "u", "i", "purchase", t, 1.0, 5.0)], cols)
     good = good.withColumn("_epoch_s", good.event_time.cast("double"))
-    assert run_suite(ctx, "clean_events", su.clean_suite(cfg, DS), good)["success"]
+    assert run_suite(ctx, "clean_events", su.clean_suite(cfg, DS), good).success
     bad = spark.createDataFrame([("e1", "u", "i", "view", t, -1.0, 1.0),
                                  ("e1", "u", "i", "click", datetime(2026, 12, 1), 1.0, 1.0)], cols)
     bad = bad.withColumn("_epoch_s", bad.event_time.cast("double"))
@@ -58,7 +58,7 @@ def test_clean_suite_and_counts(spark, cfg, ctx):
 
     ok = spark.createDataFrame([{"rows_in": 100, "accounted_for": 100, "quarantine_rate": 0.01,
                                  "duplicate_rate": 0.02, "no_pii_columns": True}])
-    assert run_suite(ctx, "clean_counts", su.clean_counts_suite(cfg), ok)["success"]
+    assert run_suite(ctx, "clean_counts", su.clean_counts_suite(cfg), ok).success
     lost = spark.createDataFrame([{"rows_in": 100, "accounted_for": 99, "quarantine_rate": 0.2,
                                    "duplicate_rate": 0.02, "no_pii_columns": False}])
     res = run_suite(ctx, "clean_counts", su.clean_counts_suite(cfg), lost)
@@ -70,7 +70,7 @@ def test_clean_suite_and_counts(spark, cfg, ctx):
 def test_feature_suites(spark, cfg, ctx):
     users_cols = "user_id string, recency_days double, n_view_all int, n_view_30d int"
     good = spark.createDataFrame([("u1", 0.5, 3, 2), ("u2", 2.0, 1, 1)], users_cols)
-    assert run_suite(ctx, "user_features", su.user_features_suite(cfg), good)["success"]
+    assert run_suite(ctx, "user_features", su.user_features_suite(cfg), good).success
     bad = spark.createDataFrame([("u1", -1.0, 1, 2), ("u1", 2.0, 1, 1)], users_cols)
     res = run_suite(ctx, "user_features", su.user_features_suite(cfg), bad)
     assert {("expect_column_values_to_be_unique", "user_id"),
@@ -79,7 +79,7 @@ def test_feature_suites(spark, cfg, ctx):
     items_cols = "item_id string, price double, category string, conversion_30d double, " \
                  "pop_view_30d int"
     good = spark.createDataFrame([("i1", 2.0, "A", 0.1, 3)], items_cols)
-    assert run_suite(ctx, "item_features", su.item_features_suite(cfg), good)["success"]
+    assert run_suite(ctx, "item_features", su.item_features_suite(cfg), good).success
     bad = spark.createDataFrame([("i1", -2.0, None, 0.1, 3)], items_cols)
     res = run_suite(ctx, "item_features", su.item_features_suite(cfg), bad)
     assert {("expect_column_values_to_be_between", "price"),
@@ -100,7 +100,7 @@ def test_sequences_suite(spark, cfg, ctx):
     t1, t2 = datetime(2026, 11, 20), datetime(2026, 11, 21)
     _write_sequences(cfg, [("u1", ["a", "b"], ["view", "view"], [t1, t2], [])])
     good = frames.sequences_frame(spark, cfg, DS)
-    assert run_suite(ctx, "user_sequences", su.sequences_suite(cfg), good)["success"]
+    assert run_suite(ctx, "user_sequences", su.sequences_suite(cfg), good).success
     _write_sequences(cfg, [("u1", ["a", "b"], ["view"], [t2, t1], []),
                            ("u2", ["a"], ["view"], [datetime(2026, 11, 23, 5)], [])])
     res = run_suite(ctx, "user_sequences", su.sequences_suite(cfg),
@@ -132,9 +132,9 @@ def test_recommendations_suite_checks_every_invariant(spark, cfg, ctx, tmp_path)
 
     good_recs, good_users = recs([("u1", 1, "b", 0.9), ("u1", 2, "c", 0.5),
                                   ("u2", 1, "a", 0.7)])
-    assert run_suite(ctx, "recommendations", su.recommendations_suite(cfg), good_recs)["success"]
+    assert run_suite(ctx, "recommendations", su.recommendations_suite(cfg), good_recs).success
     assert run_suite(ctx, "recommendations_users", su.eligible_users_suite(cfg),
-                     good_users)["success"]
+                     good_users).success
 
     bad_recs, bad_users = recs([("u1", 1, "a", 0.5), ("u1", 3, "d", 0.9), ("u1", 4, "z", 0.1)])
     res = run_suite(ctx, "recommendations", su.recommendations_suite(cfg), bad_recs)

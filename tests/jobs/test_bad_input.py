@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from nightshelf import lake
+from nightshelf.records import CleanCounts
 
 pytestmark = pytest.mark.spark
 
@@ -84,23 +85,23 @@ def land_text(cfg, name: str, text: str | bytes) -> None:
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
 
 
-def clean_and_validate(spark, cfg) -> dict:
+def clean_and_validate(spark, cfg) -> CleanCounts:
     from expectations.validate import validate
     from jobs.clean import run
 
     counts = run(spark, cfg, DS)
-    assert counts["rows_in"] == counts["clean"] + counts["duplicates"] + counts["quarantined"]
+    assert counts.rows_in == counts.clean + counts.duplicates + counts.quarantined
     for stage in ("raw", "clean"):
-        assert validate(cfg, stage, DS, spark=spark)["success"]
+        assert validate(cfg, stage, DS, spark=spark).success
     return counts
 
 
-def expect(counts: dict, clean: int, duplicates: dict | None = None,
+def expect(counts: CleanCounts, clean: int, duplicates: dict | None = None,
            quarantined: dict | None = None) -> None:
-    assert counts["quarantined_by_reason"] == (quarantined or {})
-    assert counts["duplicates_by_kind"] == (duplicates or {})
-    assert counts["clean"] == clean
-    assert counts["rows_in"] == clean + sum((duplicates or {}).values()) + sum(
+    assert counts.quarantined_by_reason == (quarantined or {})
+    assert counts.duplicates_by_kind == (duplicates or {})
+    assert counts.clean == clean
+    assert counts.rows_in == clean + sum((duplicates or {}).values()) + sum(
         (quarantined or {}).values())
 
 
@@ -219,7 +220,7 @@ def test_an_extra_column_is_reported_and_does_not_change_the_counts(spark, home)
     land_rows(home, [{**r, "coupon": "X"} for r in base_rows()])
     counts = clean_and_validate(spark, home)
     expect(counts, clean=BASE)
-    assert counts["extra_columns"] == ["coupon"]
+    assert counts.extra_columns == ["coupon"]
 
 
 def test_several_files_of_different_formats_in_one_day(spark, home):

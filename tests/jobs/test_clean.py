@@ -6,7 +6,9 @@ from datetime import datetime
 
 import pytest
 
-from jobs.clean import clean_catalog, clean_events, hmac_sha256, require_columns
+from jobs.catalog import clean_catalog
+from jobs.clean import clean_events, hmac_sha256
+from nightshelf.landing import require_columns
 
 pytestmark = pytest.mark.spark
 

@@ -1,12 +1,10 @@
 """Night-over-night drift checks: PSI and list overlap by hand, thresholds that warn or fail."""
 
-import json
-
 import numpy as np
 import pytest
 
 from nightshelf import drift, lake
-from nightshelf.records import GateRecord, Serving
+from nightshelf.records import CleanCounts, DriftRecord, GateRecord, Serving
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -34,11 +32,9 @@ def test_list_overlap_is_the_mean_jaccard_of_common_users():
 
 
 def _night(cfg, ds, rows_in, quarantined, lists, published):
-    counts = {"rows_in": rows_in, "clean": rows_in - quarantined, "duplicates": 0,
-              "quarantined": quarantined}
-    path = lake.clean_counts(cfg, ds)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(counts))
+    CleanCounts(ds=ds, rows_in=rows_in, clean=rows_in - quarantined, duplicates=0,
+                quarantined=quarantined, duplicates_by_kind={},
+                quarantined_by_reason={"bad_timestamp": quarantined}).write(cfg)
     folder = lake.recommendations(cfg, ds) if published else lake.staging_recommendations(cfg, ds)
     folder.mkdir(parents=True)
     users = [u for u, items in lists.items() for _ in items]
@@ -56,18 +52,18 @@ def test_a_collapse_in_volume_fails_the_night_and_says_why(cfg):
     _night(cfg, "2026-11-22", 50, 2, {"u1": ["a", "b"], "u2": ["d"]}, published=False)
     with pytest.raises(drift.DriftFailed, match="event_volume_change"):
         drift.run(cfg, "2026-11-22")
-    report = json.loads((lake.run_dir(cfg, "2026-11-22") / "drift.json").read_text())
-    status = {c["check"]: c["status"] for c in report["checks"]}
+    report = DriftRecord.read(cfg, "2026-11-22")
+    status = {c.check: c.status for c in report.checks}
     assert status["event_volume_change"] == "fail"
     assert status["quarantine_rate_change"] == "warn"     # 0.01 -> 0.04: not yet a fail
     assert status["psi.users.n_items"] == "n/a"           # no feature tables here
-    overlap = next(c for c in report["checks"] if c["check"] == "list_overlap")
-    assert overlap["value"] == pytest.approx(0.5)
+    overlap = next(c for c in report.checks if c.check == "list_overlap")
+    assert overlap.value == pytest.approx(0.5)
     assert "event_volume_change" in (lake.run_dir(cfg, "2026-11-22") / "drift.md").read_text()
 
 
 def test_a_first_night_has_nothing_to_compare_and_passes(cfg):
     _night(cfg, "2026-11-22", 100, 1, {"u1": ["a"]}, published=False)
     report = drift.run(cfg, "2026-11-22")
-    assert report["previous"] is None
-    assert {c["status"] for c in report["checks"]} <= {"n/a", "info"}
+    assert report.previous is None
+    assert {c.status for c in report.checks} <= {"n/a", "info"}

@@ -1,12 +1,12 @@
 """Atomic publish: swap, recovery after an interrupted swap, refusal of unvalidated lists."""
 
-import json
 
 import pytest
 
 from nightshelf import lake
 from nightshelf.lake import fingerprint
 from nightshelf.publish import publish, recover, swap
+from nightshelf.records import ValidationRecord
 
 DS = "2026-11-22"
 
@@ -36,9 +36,8 @@ def test_publish_refuses_unvalidated_or_changed_lists(cfg):
     staging = _folder(lake.staging_recommendations(cfg, DS), "rows")
     with pytest.raises(RuntimeError, match="not passed the recommendations suite"):
         publish(cfg, DS)
-    record = lake.run_dir(cfg, DS) / "validation-recommendations.json"
-    record.parent.mkdir(parents=True)
-    record.write_text(json.dumps({"success": True, "fingerprint": fingerprint(staging)}))
+    ValidationRecord(ds=DS, stage="recommendations", success=True, suites=[], data_docs="",
+                     fingerprint=fingerprint(staging)).write(cfg)
     (staging / "part-0.parquet").write_text("tampered")
     with pytest.raises(RuntimeError, match="changed after validation"):
         publish(cfg, DS)

@@ -12,7 +12,7 @@ import pytest
 from nightshelf import lake
 from nightshelf.lake import fingerprint
 from nightshelf.publish import SUCCESS
-from nightshelf.records import GateRecord, ScoreRecord, Serving
+from nightshelf.records import GateRecord, ScoreRecord, Serving, ValidationRecord
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -31,8 +31,8 @@ def stage(cfg, items: list[str], version: str) -> None:
     runs = lake.run_dir(cfg, DS)
     runs.mkdir(parents=True, exist_ok=True)
     serving = Serving("model", version, f"run-{version}")
-    (runs / "validation-recommendations.json").write_text(json.dumps(
-        {"success": True, "suites": [], "fingerprint": fingerprint(staging)}))
+    ValidationRecord(ds=DS, stage="recommendations", success=True, suites=[], data_docs="",
+                     fingerprint=fingerprint(staging)).write(cfg)
     GateRecord(ds=DS, model_name="m", challenger_version=version, promoted=True,
                reason="test", metric="ndcg@10", champion_version=None, champion_metrics=None,
                serving=serving).write(cfg)
