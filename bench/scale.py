@@ -179,15 +179,21 @@ def _sasrec_flops(scorer) -> int:
     return model.blocks_n * per_block + 2 * dim * vocab
 
 
-def scoring_flops(env: dict, ds: str) -> dict:
+def scoring_flops(env: dict, ds: str, sample: int = 4096) -> dict:
     """FLOPs per scored candidate of the served ranker (DCN per candidate, plus its SASRec's
-    per-user cost spread over the user's candidates)."""
+    per-user cost spread over the user's candidates), and the candidates a user really gets
+    (the sources overlap), counted on a sample of users as the score job makes them."""
     code = f"""
 import json, sys
+import pyarrow.parquet as pq
+from nightshelf import lake
 from nightshelf.config import load_config
 from nightshelf.records import GateRecord
 from nightshelf.tracking import setup_mlflow
+from training import candidates, partitions
+from training.score import serving_job
 from training.serve import load_registered
+from training.steps import from_arrow
 sys.path.insert(0, {str(REPO / 'bench')!r})
 from scale import _dense_flops, _sasrec_flops
 cfg = load_config()
@@ -196,9 +202,14 @@ gate = GateRecord.read(cfg, {ds!r})
 if gate.serving.kind != "model":
     print(json.dumps({{"kind": gate.serving.kind}})); sys.exit()
 ranker, sasrec, settings = load_registered(cfg, gate.model_name, gate.serving.model_version)
+rankers, baselines = serving_job(gate)
+st = partitions.state(partitions.Job(cfg, {ds!r}, "cutoff", rankers=rankers))
+seqs = pq.read_table(lake.features(cfg, "sequences", {ds!r})).slice(0, {sample})
+steps = from_arrow(seqs.combine_chunks().to_batches()[0], st.vocab_arrow)
+cands = candidates.generate(st.ctx, steps, st.sasrec, settings.candidates)
 print(json.dumps({{"kind": "model", "ranker": _dense_flops(ranker),
                   "sasrec": _sasrec_flops(sasrec),
-                  "candidates": sum(settings.candidates.values())}}))
+                  "candidates": len(cands.rows) / max(len(steps), 1)}}))
 """
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True, text=True,
                          capture_output=True).stdout.strip().splitlines()[-1]
@@ -308,6 +319,7 @@ def run_tier(tier: str, root: Path, matmul: float, earlier: list[dict], *,
     for stage, _ in STAGES:
         if stage in s.stages:
             st = s.stages[stage]
+            wall = st["last"] - st["first"] + s.every  # each sample stands for its interval
             extra = {}
             if stage == "score":
                 try:
@@ -319,13 +331,12 @@ def run_tier(tier: str, root: Path, matmul: float, earlier: list[dict], *,
                 per_score = (flops["ranker"] + flops["sasrec"] / flops["candidates"]
                              if flops.get("kind") == "model" else 0)
                 scored = rec["score"].get("users", 0) * flops.get("candidates", 0)
-                wall = st["last"] - st["first"]
                 extra = {"scores_per_second": round(scored / max(wall, 1e-9), 1),
                          "flops_per_score": round(per_score),
                          "matmul_flops_per_second": round(matmul),
                          "share_of_matmul_rate": round(
                              scored / max(wall, 1e-9) * per_score / matmul, 4)}
-            row(stage, st["last"] - st["first"], stage_rows(stage, rec), st, **extra)
+            row(stage, wall, stage_rows(stage, rec), st, **extra)
     row("night", seconds, rec["raw_rows"], s)
     for r in rows:
         r["events"] = events
@@ -341,6 +352,27 @@ def _raw_rows(path: Path) -> int:
     return lines - (1 if path.suffix == ".csv" else 0)
 
 
+def table(results: list[dict]) -> str:
+    """The results as one Markdown table: a row per stage, a column group per tier."""
+    tiers = [t for t in TIERS if any(r["tier"] == t for r in results)]
+    by = {(r["tier"], r["stage"]): r for r in results}
+    stages = ["generate", "bootstrap"] + [s for s, _ in STAGES] + ["night"]
+    groups = [f"{t} wall s | {t} rows/s | {t} peak RSS / PSS MB" for t in tiers]
+    head = "| stage | " + " | ".join(groups) + " |"
+    lines = [head, "|---|" + "---|---|---|" * len(tiers)]
+    for stage in stages:
+        if not any((t, stage) in by for t in tiers):
+            continue
+        cells = []
+        for t in tiers:
+            r = by.get((t, stage))
+            cells += (["", "", ""] if r is None else
+                      [f"{r['wall_seconds']:,.0f}", f"{r['rows_per_second']:,.0f}",
+                       f"{r['peak_rss_mb']:,.0f} / {r.get('peak_pss_mb', 0):,.0f}"])
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tiers", nargs="+", default=["S", "M", "L"], choices=list(TIERS))
@@ -353,9 +385,14 @@ def main(argv: list[str] | None = None) -> None:
                         "removed first")
     p.add_argument("--prepare", action="store_true",
                    help="only generate each tier's shop and clean its history")
+    p.add_argument("--table", action="store_true",
+                   help="print the results in --out as a Markdown table, run nothing")
     a = p.parse_args(argv)
     out = Path(a.out)
     results = json.loads(out.read_text()) if out.exists() else []
+    if a.table:
+        print(table(results))
+        return
     for tier in a.tiers:
         matmul = matmul_flops()
         print(f"bench-scale: float32 matmul {matmul / 1e9:.1f} GFLOP/s on this machine",

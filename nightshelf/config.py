@@ -62,10 +62,10 @@ class ModelConfig:
     seed: int
     holdout_days: int
     metrics_k: list[int]
-    sampled_softmax_above: int = 20_000
+    sampled_softmax_above: int = 5_000
     negatives: int = 1024
     max_train_users: int = 200_000
-    max_train_minutes: float = 10.0
+    max_train_minutes: float = 6.0
     warm_start: bool = True
     warm_epochs: int = 10
 
