@@ -267,6 +267,13 @@ def prepared(home: Path, ds: str) -> bool:
     return (home / "lake" / "clean" / "_counts" / f"ds={day_before}" / "counts.json").exists()
 
 
+def generated(home: Path) -> bool:
+    """Whether a tier's home holds all its landed days (the generator writes them in order,
+    the last day's catalog last)."""
+    return (home / "landing" / "catalog" / f"ds={END}").is_dir() and len(
+        list((home / "landing" / "events").glob("ds=*"))) >= DAYS
+
+
 def run_tier(tier: str, root: Path, matmul: float, earlier: list[dict], *,
              reuse: bool = False, prepare_only: bool = False) -> list[dict]:
     users, items = TIERS[tier]
@@ -299,6 +306,13 @@ def run_tier(tier: str, root: Path, matmul: float, earlier: list[dict], *,
                                                                             "bootstrap")]
         events = rows[0]["events"] if rows else events_of()
         fresh_night(home, END)
+    elif reuse and generated(home):  # a shop whose history was not all cleaned: go on
+        print(f"bench-scale {tier}: going on with the shop in {home}", flush=True)
+        rows += [r for r in earlier if r["tier"] == tier and r["stage"] == "generate"]
+        events = events_of()
+        fresh_night(home, END)
+        seconds, s = measured([cli, "bootstrap", "--until", END, "--only-new"], env, stages=[])
+        row("bootstrap", seconds, events, s, resumed=True)
     else:
         if home.exists():
             subprocess.run(["rm", "-rf", str(home)], check=True)

@@ -73,9 +73,10 @@ def clean_history(cfg: Config, until: str, only_new: bool = False) -> list[str]:
 
 
 def cmd_bootstrap(cfg: Config, a) -> None:
-    """Clean every landed day before `--until` in one Spark session (a shop's history)."""
-    if not clean_history(cfg, a.until):
-        print(f"nothing landed before {a.until}")
+    """Clean every landed day before `--until` in one Spark session (a shop's history); with
+    `--only-new`, the days never cleaned (a bootstrap that was stopped goes on)."""
+    if not clean_history(cfg, a.until, only_new=a.only_new):
+        print(f"nothing {'new ' if a.only_new else ''}landed before {a.until}")
 
 
 def cmd_land(cfg: Config, a) -> None:
@@ -219,6 +220,8 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--end")
     b = sub.add_parser("bootstrap", help="clean the landed days before a night")
     b.add_argument("--until", required=True)
+    b.add_argument("--only-new", action="store_true",
+                   help="only the days never cleaned (go on with a bootstrap that stopped)")
     for name in ("land", "train", "train-ranker", "gate", "drift", "publish", "report", "night",
                  "where"):
         sp = sub.add_parser(name)

@@ -93,6 +93,7 @@ class RankerConfig:
 class GateConfig:
     metric: str
     tolerance: float
+    min_coverage: float = 0.02
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,13 @@ class Evaluation:
         for prefix, n in c.items():
             if prefix != "novelty":
                 out[f"{prefix}users"] = n
-        out["coverage"] = float(self.seen[name].sum() / self.recommendable)
+        distinct = int(self.seen[name].sum())
+        out["coverage"] = float(distinct / self.recommendable)
+        # of what lists of K items for these users could cover at most: a collapse shows as a
+        # small share whatever the catalog's size (the gate's floor, `gate.min_coverage`)
+        out["distinct_items"] = distinct
+        possible = max(1, min(self.recommendable, c[""] * self.k))
+        out["possible_coverage"] = float(distinct / possible)
         out[f"diversity@{self.k}"] = s["diversity"] / c[""]
         out[f"novelty@{self.k}"] = s["novelty"] / max(c["novelty"], 1)
         return out

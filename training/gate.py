@@ -1,10 +1,11 @@
 """Champion/challenger gate: promote the night's model only if it earns it.
 
-A challenger becomes `champion` (an MLflow registry alias) when it beats the best baseline on
-the holdout and is not worse than the current champion on the *same* holdout by more than
-`gate.tolerance`. Otherwise the night is served by the champion, or, when there is no
-champion yet, by the best baseline that scoring can serve (item-kNN or popularity), and the
-reason is recorded in the MLflow run and in gate.json (which the manifest copies).
+A challenger becomes `champion` (an MLflow registry alias) when its lists have not collapsed
+onto a few items (`gate.min_coverage`), it beats the best baseline on the holdout and is not
+worse than the current champion on the *same* holdout by more than `gate.tolerance`.
+Otherwise the night is served by the champion, or, when there is no champion yet, by the
+best baseline that scoring can serve (item-kNN or popularity), and the reason is recorded
+in the MLflow run and in gate.json (which the manifest copies).
 """
 
 from __future__ import annotations
@@ -22,9 +23,15 @@ SERVABLE_BASELINES = (ITEM_KNN, POPULARITY)  # baselines training.score can serv
 
 
 def decide(metric: str, challenger: dict, baselines: dict[str, dict], champion: dict | None,
-           tolerance: float) -> tuple[bool, str]:
+           tolerance: float, min_coverage: float = 0.0) -> tuple[bool, str]:
     """(promote?, why) from metric reports; pure, so the rule is tested on its own."""
     value = challenger[metric]
+    covered = challenger.get("possible_coverage", 1.0)
+    if covered < min_coverage:
+        return False, (f"challenger's lists collapse: {challenger.get('distinct_items')} "
+                       f"distinct items over {challenger.get('users')} users' lists, "
+                       f"{covered:.2%} of what they could hold (floor {min_coverage:.0%}); "
+                       f"its {metric}={value:.4f} does not count")
     best_name, best = max(((n, r[metric]) for n, r in baselines.items()), key=lambda t: t[1])
     if value <= best:
         return False, (f"challenger {metric}={value:.4f} does not beat the best baseline "
@@ -69,7 +76,7 @@ def run(cfg: Config, ds: str, force: bool = False) -> GateRecord:
         log.info("gate ds=%s: champion v%s on tonight's holdout: %s=%.4f", ds, champ_version,
                  cfg.gate.metric, champ_report[cfg.gate.metric])
     promote, why = decide(cfg.gate.metric, ev.challenger, ev.baselines, champ_report,
-                          cfg.gate.tolerance)
+                          cfg.gate.tolerance, cfg.gate.min_coverage)
     if promote:
         client.set_registered_model_alias(name, CHAMPION, version)
         serving = Serving("model", version, trained.run_id)
