@@ -380,9 +380,10 @@ def table(results: list[dict]) -> str:
         cells = []
         for t in tiers:
             r = by.get((t, stage))
+            mb = (lambda v: "-" if v is None else f"{v:,.0f}")  # noqa: E731
             cells += (["", "", ""] if r is None else
                       [f"{r['wall_seconds']:,.0f}", f"{r['rows_per_second']:,.0f}",
-                       f"{r['peak_rss_mb']:,.0f} / {r.get('peak_pss_mb', 0):,.0f}"])
+                       f"{mb(r['peak_rss_mb'])} / {mb(r.get('peak_pss_mb'))}"])
         lines.append(f"| {stage} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
