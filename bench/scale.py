@@ -106,14 +106,15 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.root, self.every = root, every
         self.patterns = [(name, re.compile(p)) for name, p in stages]
-        self.peak, self.peak_pss, self.stages = 0, 0, {}
+        self.peak, self.stages = {"peak": 0, "pss": 0}, {}  # the whole tree, and per stage
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set():
             pids = _tree(self.root)
             total, pss = sum(_rss(p) for p in pids), sum(_pss(p) for p in pids)
-            self.peak, self.peak_pss = max(self.peak, total), max(self.peak_pss, pss)
+            self.peak["peak"], self.peak["pss"] = (max(self.peak["peak"], total),
+                                                   max(self.peak["pss"], pss))
             lines = " \n".join(_cmdline(p) for p in pids)
             now = time.monotonic()
             for name, pattern in self.patterns:
@@ -202,7 +203,7 @@ gate = GateRecord.read(cfg, {ds!r})
 if gate.serving.kind != "model":
     print(json.dumps({{"kind": gate.serving.kind}})); sys.exit()
 ranker, sasrec, settings = load_registered(cfg, gate.model_name, gate.serving.model_version)
-rankers, baselines = serving_job(gate)
+rankers, _ = serving_job(gate)
 st = partitions.state(partitions.Job(cfg, {ds!r}, "cutoff", rankers=rankers))
 seqs = pq.read_table(lake.features(cfg, "sequences", {ds!r})).slice(0, {sample})
 steps = from_arrow(seqs.combine_chunks().to_batches()[0], st.vocab_arrow)
@@ -286,10 +287,8 @@ def run_tier(tier: str, root: Path, matmul: float, earlier: list[dict], *,
     cli = str(Path(sys.executable).parent / "nightshelf")
     rows: list[dict] = []
 
-    def row(stage, seconds, n, sampler_or_stage, **extra):
-        peak, pss = ((sampler_or_stage.peak, sampler_or_stage.peak_pss)
-                     if isinstance(sampler_or_stage, Sampler)
-                     else (sampler_or_stage["peak"], sampler_or_stage["pss"]))
+    def row(stage, seconds, n, memory, **extra):
+        peak, pss = memory["peak"], memory["pss"]
         rows.append({"tier": tier, "stage": stage, "users": users, "items": items,
                      "wall_seconds": round(seconds, 2), "rows": n,
                      "rows_per_second": round(n / max(seconds, 1e-9), 1),
@@ -312,7 +311,7 @@ def run_tier(tier: str, root: Path, matmul: float, earlier: list[dict], *,
         events = events_of()
         fresh_night(home, END)
         seconds, s = measured([cli, "bootstrap", "--until", END, "--only-new"], env, stages=[])
-        row("bootstrap", seconds, events, s, resumed=True)
+        row("bootstrap", seconds, events, s.peak, resumed=True)
     else:
         if home.exists():
             subprocess.run(["rm", "-rf", str(home)], check=True)
@@ -321,9 +320,9 @@ def run_tier(tier: str, root: Path, matmul: float, earlier: list[dict], *,
         seconds, s = measured([cli, "generate"], env, stages=[])
         days = sum(1 for _ in (home / "landing" / "events").glob("ds=*"))
         events = events_of()
-        row("generate", seconds, events, s, days=days)
+        row("generate", seconds, events, s.peak, days=days)
         seconds, s = measured([cli, "bootstrap", "--until", END], env, stages=[])
-        row("bootstrap", seconds, events, s)
+        row("bootstrap", seconds, events, s.peak)
     if prepare_only:
         for r in rows:
             r["events"] = events
@@ -351,7 +350,7 @@ def run_tier(tier: str, root: Path, matmul: float, earlier: list[dict], *,
                          "share_of_matmul_rate": round(
                              scored / max(wall, 1e-9) * per_score / matmul, 4)}
             row(stage, wall, stage_rows(stage, rec), st, **extra)
-    row("night", seconds, rec["raw_rows"], s)
+    row("night", seconds, rec["raw_rows"], s.peak)
     for r in rows:
         r["events"] = events
     return rows

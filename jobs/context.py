@@ -119,9 +119,8 @@ def covisitation_at(steps: DataFrame, points: dict[str, datetime], *,
                 .filter(F.col(value) > 0))
 
     co, n = long(co, [S.ITEM, NEIGHBOUR], "_co"), long(n, [S.ITEM], "_n")
-    ni = n
     nj = n.select(F.col(POINT), F.col(S.ITEM).alias(NEIGHBOUR), F.col("_n").alias("_m"))
-    sim = (co.join(ni, [POINT, S.ITEM]).join(nj, [POINT, NEIGHBOUR])
+    sim = (co.join(n, [POINT, S.ITEM]).join(nj, [POINT, NEIGHBOUR])
            .withColumn(SIM, (F.col("_co") / (F.sqrt(F.col("_n") * F.col("_m")) + F.lit(shrink)))
                        .cast("float")))
     best = Window.partitionBy(POINT, S.ITEM).orderBy(F.col(SIM).desc(), F.col(NEIGHBOUR))
