@@ -3,7 +3,9 @@ seen, and co-visitation (each item's top neighbours), all from the sequences tab
 
 A night needs them as of each label window's start (the ranker's training rows), the
 holdout split (evaluation) and the cutoff (serving). Everything grows with users and
-events, so it is Spark SQL; the per-user work reads the results as catalog-sized tables.
+events, so it runs on Spark: item statistics in Spark SQL, co-visitation as a sparse
+product per block of items on the workers (`training.covisit`); the per-user work reads
+the results as catalog-sized tables.
 
 Co-visitation is the cosine of co-occurrence in users' histories (`training.baselines.
 ItemKNN` is the same definition in NumPy, the reference the tests hold this job to):
@@ -19,25 +21,30 @@ Run with spark-submit (the DAG does this through SparkSubmitOperator):
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime, timedelta
 
+import numpy as np
+import pyarrow.compute as pc
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from jobs.storage import write_atomically, write_json
 from nightshelf import lake
 from nightshelf import schema as S
 from nightshelf.config import Config
 from nightshelf.spark import job_main
+from training import covisit
 
 log = logging.getLogger("nightshelf.context")
 
-NEIGHBOURS, SHRINK = 100, 10.0
-NEIGHBOUR, SIM = "neighbour_id", "sim"
+NEIGHBOURS, SHRINK, BLOCK = 100, 10.0, 2048
+NEIGHBOUR, SIM = covisit.NEIGHBOUR, covisit.SIM
 POP_1D, POP_WINDOW, N_USERS, FIRST_SEEN = "pop_1d", "pop_window", "n_users", "first_seen"
-POINT = "point"
+POINT = covisit.POINT
 
 
 def steps_of(sequences: DataFrame) -> DataFrame:
@@ -79,53 +86,46 @@ def covisitation(steps: DataFrame, *, at: datetime, neighbours: int = NEIGHBOURS
 
 
 def covisitation_at(steps: DataFrame, points: dict[str, datetime], *,
-                    neighbours: int = NEIGHBOURS, shrink: float = SHRINK) -> DataFrame:
+                    neighbours: int = NEIGHBOURS, shrink: float = SHRINK,
+                    block: int = BLOCK) -> DataFrame:
     """(point, item_id, neighbour_id, sim): each item's top co-visited items before each
-    named point in time, from one self-join for all of them.
+    named point in time.
 
-    A user adds to the co-occurrence of (i, j) from the later of their first steps on i and
-    on j, so each pair is tagged with the first point it counts at (`_b`, an index into the
-    points sorted by time) and counted once per point with a conditional sum; an item's own
-    count is the same with its first step."""
+    Spark reduces the steps to each user's first touch of each item, tagged with the first
+    point it counts at, and gathers them per user (one entry per user and item: the size
+    of the history, not users x catalog); that is broadcast, and one task per point and
+    block of `block` items computes the block's neighbours as a sparse product
+    (`training.covisit`), so no pair of items is shuffled."""
+    spark = steps.sparkSession
     names = sorted(points, key=lambda name: points[name])
     first = (before(steps, max(points.values())).groupBy(S.USER, S.ITEM)
              .agg(F.min(S.EVENT_TIME).alias("_t")))
     bucket = F.lit(len(names))
     for k in reversed(range(len(names))):  # the first point the step is before
         bucket = F.when(F.col("_t") < F.lit(points[names[k]]), F.lit(k)).otherwise(bucket)
-    pairs = first.select(S.USER, S.ITEM, bucket.alias("_b"))
-
-    def by_point(b: str) -> list:
-        return [F.sum((F.col(b) <= k).cast("int")).alias(f"_c{k}") for k in range(len(names))]
-
-    a, z = pairs.alias("a"), pairs.alias("z")
-    # each unordered pair once (i < j), counted, then both ways round
-    half = (a.join(z, (F.col(f"a.{S.USER}") == F.col(f"z.{S.USER}"))
-                   & (F.col(f"a.{S.ITEM}") < F.col(f"z.{S.ITEM}")))
-            .select(F.col(f"a.{S.ITEM}").alias(S.ITEM), F.col(f"z.{S.ITEM}").alias(NEIGHBOUR),
-                    F.greatest(F.col("a._b"), F.col("z._b")).alias("_b"))
-            .groupBy(S.ITEM, NEIGHBOUR).agg(*by_point("_b")))
-    counts = [f"_c{k}" for k in range(len(names))]
-    co = half.unionByName(half.select(F.col(NEIGHBOUR).alias(S.ITEM),
-                                      F.col(S.ITEM).alias(NEIGHBOUR), *counts))
-    n = pairs.groupBy(S.ITEM).agg(*by_point("_b"))
-
-    def long(df: DataFrame, keys: list[str], value: str) -> DataFrame:
-        """One row per point where the count is positive."""
-        stack = F.explode(F.array(*[F.struct(F.lit(name).alias(POINT),
-                                             F.col(f"_c{k}").alias(value))
-                                    for k, name in enumerate(names)]))
-        return (df.select(*keys, stack.alias("_p")).select(*keys, "_p.*")
-                .filter(F.col(value) > 0))
-
-    co, n = long(co, [S.ITEM, NEIGHBOUR], "_co"), long(n, [S.ITEM], "_n")
-    nj = n.select(F.col(POINT), F.col(S.ITEM).alias(NEIGHBOUR), F.col("_n").alias("_m"))
-    sim = (co.join(n, [POINT, S.ITEM]).join(nj, [POINT, NEIGHBOUR])
-           .withColumn(SIM, (F.col("_co") / (F.sqrt(F.col("_n") * F.col("_m")) + F.lit(shrink)))
-                       .cast("float")))
-    best = Window.partitionBy(POINT, S.ITEM).orderBy(F.col(SIM).desc(), F.col(NEIGHBOUR))
-    return (sim.withColumn("_r", F.row_number().over(best)).filter(F.col("_r") <= neighbours)
-            .select(POINT, S.ITEM, NEIGHBOUR, SIM))
+    first = first.select(S.USER, S.ITEM, bucket.cast("byte").alias("_b")).persist()
+    items = (first.select(S.ITEM).distinct()
+             .withColumn("_i", (F.row_number().over(Window.orderBy(S.ITEM)) - 1).cast("int")))
+    ids = items.orderBy("_i").select(S.ITEM).toArrow().column(0).combine_chunks()
+    per_user = (first.join(F.broadcast(items), S.ITEM).groupBy(S.USER)
+                .agg(F.collect_list(F.struct("_i", "_b")).alias("_t")).select("_t")
+                .toArrow().column(0).combine_chunks())
+    first.unpersist()
+    flat = pc.list_flatten(per_user)
+    indptr = np.zeros(len(per_user) + 1, np.int64)
+    np.cumsum(pc.list_value_length(per_user).to_numpy(zero_copy_only=False), out=indptr[1:])
+    touches = covisit.Touches(indptr=indptr, items=flat.field("_i").to_numpy(),
+                              buckets=flat.field("_b").to_numpy(), ids=ids,
+                              points=tuple(names))
+    log.info("co-visitation: %d users' first touches of %d items (%d entries), %d points",
+             len(per_user), len(ids), len(flat), len(names))
+    n_blocks = covisit.blocks(len(ids), block)
+    tasks = len(names) * n_blocks
+    worker = functools.partial(covisit.neighbours_of_blocks,
+                               spark.sparkContext.broadcast(touches), n_blocks, block,
+                               neighbours, shrink)
+    return (spark.range(tasks, numPartitions=max(tasks, 1))
+            .mapInArrow(worker, from_arrow_schema(covisit.SCHEMA)))
 
 
 def vocabulary(steps: DataFrame, catalog: DataFrame) -> DataFrame:

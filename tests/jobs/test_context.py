@@ -91,3 +91,38 @@ def test_covisitation_of_several_points_equals_each_point_alone(spark):
                  for r in covisitation(df, at=at, neighbours=2, shrink=1.0).collect()}
         got = {(r.item_id, r.neighbour_id): r.sim for r in together if r[POINT] == name}
         assert got == alone and got, name
+
+
+def test_covisitation_in_many_blocks_equals_the_reference_at_every_point(spark):
+    """A shop of 300 users over 90 items, split into blocks of 16 items (several per task
+    point, the last one short): each point's neighbours equal the NumPy reference fitted on
+    the steps before it, ties included."""
+    from jobs.context import POINT, covisitation_at, steps_of
+    from tests.training.shop import steps
+
+    rng = np.random.default_rng(7)
+    items = [f"i{k:02d}" for k in range(90)]
+    vocab = np.array(["<pad>", "<oov>"] + items, dtype=object)
+    users, seqs, days = [], [], []
+    for u in range(300):
+        n = int(rng.integers(1, 12))
+        users.append(f"u{u:03d}")
+        seqs.append(list(rng.choice(items, n, p=np.linspace(2, 1, 90) / np.linspace(2, 1, 90)
+                                    .sum())))
+        days.append(sorted(int(d) for d in rng.integers(1, 20, n)))
+    types = [["view"] * len(s) for s in seqs]
+    df = steps_of(spark.createDataFrame(sequences(users, seqs, types, days,
+                                                  [[]] * 300).to_pandas())).cache()
+    points = {f"day{d}": datetime(2026, 11, d, 0) for d in (6, 12, 20)}
+    together = covisitation_at(df, points, neighbours=5, shrink=2.0, block=16).collect()
+    every = steps(users, seqs, types, days, [[]] * 300, vocab=vocab)
+    for name, at in points.items():
+        early = every.cut(at, 30)[0]
+        knn = ItemKNN(len(vocab), neighbours=5, shrink=2.0).fit_pairs(
+            early.step_rows(), early.items.astype(np.int64), len(early))
+        coo = knn.sim.tocoo()
+        want = {(vocab[i], vocab[j]): v for i, j, v in zip(coo.row, coo.col, coo.data)}
+        got = {(r.item_id, r.neighbour_id): r.sim for r in together if r[POINT] == name}
+        assert got.keys() == want.keys(), name
+        for key, value in want.items():
+            assert got[key] == pytest.approx(value, rel=1e-6)
