@@ -1,8 +1,8 @@
 """Item-kNN by co-occurrence: the reference definition of co-visitation.
 
 The night computes it a block of items at a time on Spark's workers (`jobs/context.py`,
-`training/covisit.py`, held to this by the tests); the benchmark and the tests fit it here. Popularity is `training.context.popularity`; ALS is
-Spark MLlib (`jobs/evaluate.py`).
+`training/covisit.py`, held to this by the tests); the benchmark and the tests fit it here.
+Popularity is `training.context.popularity`; ALS is Spark MLlib (`jobs/evaluate.py`).
 """
 
 from __future__ import annotations
