@@ -159,7 +159,7 @@ def cmd_night(cfg: Config, a) -> None:
     subprocess.run([str(airflow), "db", "migrate"], check=True, env=env,
                    stdout=subprocess.DEVNULL)
     proc = subprocess.run([str(airflow), "dags", "test", DAG_ID, a.ds], env=env)
-    manifest = lake.recommendations(cfg, a.ds) / "manifest.json"
+    manifest = lake.manifest(cfg, a.ds)
     if proc.returncode != 0 or not manifest.exists():
         sys.exit(f"night {a.ds} failed (airflow exit {proc.returncode}); the task logs above "
                  f"say which step and why; nothing new was published")
@@ -194,7 +194,7 @@ def cmd_where(cfg: Config, a) -> None:
     target = lake.recommendations(cfg, a.ds)
     print(f"""
 Night {a.ds}:
-  published lists : {target}/  (manifest.json, _SUCCESS)
+  published lists : {target}/  (_manifest.json, _SUCCESS)
   night report    : {lake.run_dir(cfg, a.ds) / 'report.md'}
   quarantine      : {lake.quarantine(cfg, a.ds)}
   Data Docs       : {lake.data_docs_index(cfg)}

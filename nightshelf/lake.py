@@ -103,6 +103,14 @@ def recommendations(cfg: Config, ds: str | None = None) -> Path:
     return base / part(ds) if ds else base
 
 
+MANIFEST = "_manifest.json"  # `_`-prefixed: every Parquet reader skips it
+
+
+def manifest(cfg: Config, ds: str) -> Path:
+    """The published night's manifest, beside its data files."""
+    return recommendations(cfg, ds) / MANIFEST
+
+
 def staging_recommendations(cfg: Config, ds: str) -> Path:
     """Where scoring writes a night's lists before they are validated and published."""
     return lake(cfg, "_staging", "recommendations", part(ds))
@@ -129,8 +137,7 @@ def read_json(path: Path) -> dict | None:
 def read_parquet(folder: Path, columns: list[str] | None = None):
     """The Parquet files of one partition folder as one pyarrow Table, or None if it has none.
 
-    Reads `*.parquet` only, so `manifest.json` and `_SUCCESS` beside the data are not
-    mistaken for data files (a plain directory read trips over the manifest).
+    Reads `*.parquet` only, so no other file beside the data is mistaken for one.
     """
     import pyarrow.dataset as pads
 

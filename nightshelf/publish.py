@@ -1,7 +1,7 @@
 """Atomic publish of a night's recommendations, with its manifest.
 
 The lists are written aside (the staging area) by scoring and validated there. Publishing
-checks that the validated files are exactly the staged files, writes `manifest.json` and
+checks that the validated files are exactly the staged files, writes `_manifest.json` and
 `_SUCCESS` into the staging folder, then swaps it into `recommendations/ds=...`: readers see
 the previous complete folder or the new complete folder, never a partial one nor none: on
 Linux the swap is one atomic exchange (renameat2). Elsewhere it is two renames, and a
@@ -26,7 +26,7 @@ from nightshelf.records import CleanCounts, GateRecord, RankerRecord, ScoreRecor
 
 log = logging.getLogger(__name__)
 
-MANIFEST, SUCCESS = "manifest.json", "_SUCCESS"
+MANIFEST, SUCCESS = lake.MANIFEST, "_SUCCESS"
 STAGES = ("raw", "clean", "features", "recommendations")
 
 

@@ -29,7 +29,7 @@ def render(cfg: Config, ds: str) -> str:
     counts = CleanCounts.find(cfg, ds)
     sasrec, ranker = SasrecRecord.find(cfg, ds), RankerRecord.find(cfg, ds)
     ev, gate = EvaluationRecord.find(cfg, ds), GateRecord.find(cfg, ds)
-    manifest = _read(lake.recommendations(cfg, ds) / "manifest.json")
+    manifest = _read(lake.manifest(cfg, ds))
     lines = [f"# Nightshelf night {ds}", ""]
     if counts:
         lines += ["## Input", "",

@@ -75,7 +75,7 @@ def test_published_lists_satisfy_the_contract(night):
 
     cfg = _config(night)
     out = lake.recommendations(cfg, DS)
-    assert (out / "_SUCCESS").exists() and (out / "manifest.json").exists()
+    assert (out / "_SUCCESS").exists() and (out / lake.MANIFEST).exists()
     table = pq.read_table([str(p) for p in out.glob("*.parquet")], partitioning=None)
     assert [(f.name, str(f.type)) for f in table.schema] == [
         ("user_id", "string"), ("rank", "int32"), ("item_id", "string"), ("score", "float"),
@@ -96,6 +96,34 @@ def test_published_lists_satisfy_the_contract(night):
     assert df.reason.str.len().gt(0).all()
 
 
+def test_every_common_reader_opens_the_published_night_and_the_whole_root(night, spark):
+    """A published night is a plain Parquet table: the manifest and the marker beside the
+    data are `_`-prefixed, which every reader skips; the root is Hive-partitioned by ds."""
+    import duckdb
+    import pandas as pd
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+
+    from nightshelf import lake
+
+    cfg = _config(night)
+    night_dir, root = lake.recommendations(cfg, DS), lake.recommendations(cfg)
+    rows = json.loads(lake.manifest(cfg, DS).read_text())["rows"]
+    assert rows > 0
+    assert pq.read_table(night_dir).num_rows == rows
+    assert len(pd.read_parquet(night_dir)) == rows
+    assert spark.read.parquet(str(night_dir)).count() == rows
+    whole = pq.read_table(root)
+    assert whole.num_rows == rows and set(map(str, whole.column("ds").to_pylist())) == {DS}
+    assert pads.dataset(root, format="parquet", partitioning="hive").count_rows() == rows
+    assert len(pd.read_parquet(root)) == rows
+    by_ds = spark.read.parquet(str(root)).groupBy("ds").count().collect()
+    assert [(str(r["ds"]), r["count"]) for r in by_ds] == [(DS, rows)]
+    got = duckdb.sql(f"select ds, count(*) from read_parquet('{root}/*/*.parquet', "
+                     "hive_partitioning = true) group by ds").fetchall()
+    assert [(str(d), n) for d, n in got] == [(DS, rows)]
+
+
 def test_manifest_counts_add_up(night):
     import pyarrow.parquet as pq
 
@@ -103,7 +131,7 @@ def test_manifest_counts_add_up(night):
     from nightshelf.records import CleanCounts
 
     cfg = _config(night)
-    manifest = json.loads((lake.recommendations(cfg, DS) / "manifest.json").read_text())
+    manifest = json.loads(lake.manifest(cfg, DS).read_text())
     counts = CleanCounts.read(cfg, DS)
     inp = manifest["input"]
     assert inp["rows_in"] == inp["clean"] + inp["duplicates"] + inp["quarantined"]
@@ -124,7 +152,7 @@ def test_mlflow_run_finished_with_metrics_and_a_registered_champion(night):
     from nightshelf import lake
 
     cfg = _config(night)
-    manifest = json.loads((lake.recommendations(cfg, DS) / "manifest.json").read_text())
+    manifest = json.loads(lake.manifest(cfg, DS).read_text())
     mlflow.set_tracking_uri(cfg.tracking_uri)
     client = MlflowClient()
     run = client.get_run(manifest["challenger"]["run_id"])
@@ -193,7 +221,7 @@ def test_rerunning_the_night_on_a_spark_cluster_publishes_the_same_rows(night, e
 
     cfg = _config(night)
     out = lake.recommendations(cfg, DS)
-    first, manifest = _rows(out), json.loads((out / "manifest.json").read_text())
+    first, manifest = _rows(out), json.loads((out / lake.MANIFEST).read_text())
     client = MlflowClient(tracking_uri=cfg.tracking_uri)
     versions = len(client.search_model_versions(f"name='{cfg.ranker.name}'"))
     with standalone(tmp_path / "spark") as master:
@@ -203,7 +231,7 @@ def test_rerunning_the_night_on_a_spark_cluster_publishes_the_same_rows(night, e
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for job in ("clean", "features", "context", "ranker-rows", "evaluate", "score"):
         assert f"Registering app nightshelf-{job}" in ran, job
-    again = json.loads((out / "manifest.json").read_text())
+    again = json.loads((out / lake.MANIFEST).read_text())
     assert _rows(out) == first  # every column, row for row
     assert {k: v for k, v in again.items() if k != "created_at"} == {
         k: v for k, v in manifest.items() if k != "created_at"}
@@ -215,7 +243,7 @@ def test_a_night_that_fails_validation_publishes_nothing(night, env):
     from nightshelf.records import ValidationRecord
 
     cfg = _config(night)
-    before = (lake.recommendations(cfg, DS) / "manifest.json").read_text()
+    before = lake.manifest(cfg, DS).read_text()
     bad = lake.landing_events(cfg, NEXT)
     bad.mkdir(parents=True)
     lines = ["event_id,user_id,item_id,event_type,event_time"]
@@ -225,5 +253,5 @@ def test_a_night_that_fails_validation_publishes_nothing(night, env):
     assert proc.returncode != 0
     assert "failed" in proc.stderr
     assert not lake.recommendations(cfg, NEXT).exists()
-    assert (lake.recommendations(cfg, DS) / "manifest.json").read_text() == before
+    assert lake.manifest(cfg, DS).read_text() == before
     assert not ValidationRecord.read(cfg, NEXT, "raw").success

@@ -73,7 +73,7 @@ def test_a_publish_killed_midway_leaves_whole_lists_and_the_next_publish_complet
     seen = published_items(cfg)
     # killed before the swap: the old lists; after it: the new ones; never a mix or nothing
     assert seen == (before if point == "manifest" else ["new-a", "new-b", "new-c"])
-    manifest = json.loads((lake.recommendations(cfg, DS) / "manifest.json").read_text())
+    manifest = json.loads(lake.manifest(cfg, DS).read_text())
     assert manifest["model_version"] == ("1" if point == "manifest" else "2")
     leftovers = sorted(p.name for p in lake.recommendations(cfg).iterdir())
     assert [n for n in leftovers if not n.startswith(".")] == [f"ds={DS}"]
