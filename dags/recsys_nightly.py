@@ -24,7 +24,7 @@ in the job environment (`$NIGHTSHELF_JOB_VENV`), not in the scheduler's.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
@@ -59,7 +59,8 @@ def spark_job(task_id: str, job: str) -> SparkSubmitOperator:
 @dag(
     dag_id="recsys_nightly",
     schedule="@daily",
-    start_date=datetime(2026, 1, 1),
+    # no start_date: a shop runs and backfills the nights of its own history, whatever
+    # their date (a start date would leave earlier runs with no task scheduled)
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,

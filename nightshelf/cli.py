@@ -159,11 +159,38 @@ def cmd_night(cfg: Config, a) -> None:
     subprocess.run([str(airflow), "db", "migrate"], check=True, env=env,
                    stdout=subprocess.DEVNULL)
     proc = subprocess.run([str(airflow), "dags", "test", DAG_ID, a.ds], env=env)
-    manifest = lake.manifest(cfg, a.ds)
-    if proc.returncode != 0 or not manifest.exists():
-        sys.exit(f"night {a.ds} failed (airflow exit {proc.returncode}); the task logs above "
-                 f"say which step and why; nothing new was published")
+    if proc.returncode != 0 or not lake.manifest(cfg, a.ds).exists():
+        sys.exit(f"night {a.ds} failed (airflow exit {proc.returncode}): "
+                 f"{what_ran(airflow, env, a.ds)}; nothing new was published")
     cmd_where(cfg, a)
+
+
+def _airflow_json(airflow: Path, env: dict, *args: str) -> list[dict]:
+    out = subprocess.run([str(airflow), *args, "-o", "json"], env=env, capture_output=True,
+                         text=True).stdout
+    rows = [line for line in out.splitlines() if line.startswith("[")]
+    return json.loads(rows[-1]) if rows else []
+
+
+def what_ran(airflow: Path, env: dict, ds: str) -> str:
+    """What Airflow's records say of night `ds`'s latest run: the tasks that failed, or that
+    none ran at all."""
+    runs = [r for r in _airflow_json(airflow, env, "dags", "list-runs", DAG_ID)
+            if str(r.get("logical_date", "")).startswith(ds)]
+    if not runs:
+        return f"Airflow has no run of {DAG_ID} for {ds}"
+    run = max(runs, key=lambda r: r.get("run_after") or "")
+    tasks = _airflow_json(airflow, env, "tasks", "states-for-dag-run", DAG_ID, run["run_id"])
+    ran = [t for t in tasks if t.get("state") not in (None, "", "none", "scheduled", "queued")]
+    if not ran:
+        return (f"run {run['run_id']} ({run.get('state')}) ran no task at all: none of its "
+                f"{len(tasks)} tasks was started")
+    failed = [t["task_id"] for t in tasks if t.get("state") in ("failed", "up_for_retry")]
+    blocked = sum(t.get("state") == "upstream_failed" for t in tasks)
+    return (f"run {run['run_id']} ({run.get('state')}): " +
+            (f"task {', '.join(failed)} failed (the task logs above say why), {blocked} "
+             f"task(s) after it did not run" if failed else
+             f"{len(ran)} of {len(tasks)} tasks ran and none failed, yet nothing was published"))
 
 
 def cmd_backfill(cfg: Config, a) -> None:
