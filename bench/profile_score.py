@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ds", default="2026-11-22")
     p.add_argument("--users", type=int, default=10_000)
     p.add_argument("--top", type=int, default=30, help="profile lines to print")
+    p.add_argument("--sort", default="cumulative", help="pstats sort key (e.g. tottime)")
     a = p.parse_args(argv)
 
     import pyarrow.parquet as pq
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     seconds = time.perf_counter() - t0
     print(f"state loaded in {loaded:.1f}s; {table.num_rows} users, {rows} rows in "
           f"{seconds:.1f}s ({table.num_rows / seconds:.0f} users/s on one core)")
-    pstats.Stats(profile).sort_stats("cumulative").print_stats(a.top)
+    pstats.Stats(profile).sort_stats(a.sort).print_stats(a.top)
 
 
 if __name__ == "__main__":

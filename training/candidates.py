@@ -34,7 +34,9 @@ from training.steps import (
     OOV,
     PURCHASE_CODE,
     Steps,
+    contains,
     days_between,
+    descending,
     grouped_rank,
     lookup,
     type_weights,
@@ -97,7 +99,7 @@ def masked_keys(ctx: ItemContext, steps: Steps) -> np.ndarray:
 def allowed(ctx: ItemContext, masked: np.ndarray, rows: np.ndarray,
             items: np.ndarray) -> np.ndarray:
     """May item `items[k]` be recommended to user `rows[k]`?"""
-    return ~ctx.never[items] & ~np.isin(rows * ctx.size + items, masked)
+    return ~ctx.never[items] & ~contains(masked, rows * ctx.size + items)
 
 
 def recent_items(steps: Steps, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -187,16 +189,20 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
         depth = min(RANK_DEPTH, size)
         top = np.argpartition(-allowed_logits, depth - 1, axis=1)[:, :depth]
         top_s = np.take_along_axis(allowed_logits, top, axis=1)
-        order = np.lexsort((top, -top_s), axis=1)  # per row: best first, ties by item
-        top = np.take_along_axis(top, order, axis=1)
-        top_s = np.take_along_axis(top_s, order, axis=1)
+        # per row: best first, ties by item (one sort of (score, item) keys)
+        key = (descending(top_s).astype(np.uint64) << np.uint64(32)) | top.astype(np.uint64)
+        key.sort(axis=1)
+        top = (key & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        top_s = np.take_along_axis(allowed_logits, top, axis=1)
         r = np.repeat(np.arange(n), depth)
-        i, s_ = top.ravel().astype(np.int64), top_s.ravel()
+        i, s_ = top.ravel(), top_s.ravel()
         ok = s_ > NEG / 2
         ranks = np.tile(np.arange(depth), n)[ok]  # masked items sort last: ranks stay exact
-        sasrec_rank = _Pairs(size, r[ok], i[ok], choose("sasrec", r[ok], i[ok], s_[ok], ranks))
+        choose("sasrec", r[ok], i[ok], s_[ok], ranks)
+        sasrec_rank = np.full((n, size), RANK_DEPTH, np.int32)  # shaped as the logits
+        sasrec_rank[r[ok], i[ok]] = ranks
     else:
-        rel, sasrec_rank = None, _Pairs(size, *(np.zeros(0, np.int64),) * 3)
+        rel, sasrec_rank = None, None
 
     # co-visitation from the user's recent items
     rr, ri = recent_items(steps, COVISIT_RECENT)
@@ -240,8 +246,8 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
 
     features = {
         "sasrec_score": rel[cr, ci] if rel is not None else np.zeros(len(cr), np.float32),
-        "sasrec_log_rank": np.log1p(sasrec_rank.get(cr, ci, RANK_DEPTH if rel is not None
-                                                    else 0)),
+        "sasrec_log_rank": np.log1p(sasrec_rank[cr, ci] if rel is not None
+                                    else np.zeros(len(cr), np.float32)),
         "covisit_score": covisit.get(cr, ci, 0.0),
         "covisit_log_rank": covisit_rank.get(cr, ci, -1),
         "popularity_score": np.log1p(ctx.pop_7d[ci]),

@@ -18,7 +18,7 @@ import numpy as np
 
 from training import metrics
 from training.context import ItemContext
-from training.steps import OOV, Steps
+from training.steps import OOV, Steps, contains
 
 NEW_USER_MAX_STEPS = 2      # users with at most this many steps before the split are "new"
 COLD_ITEM_MAX_USERS = 5     # items fewer users touched before the split are "cold"
@@ -54,7 +54,7 @@ class Evaluation:
         if not len(rows):
             return
         ok = ranked >= 0
-        hit = ok & np.isin(rows[:, None] * size + np.maximum(ranked, 0), keys)
+        hit = ok & contains(keys, rows[:, None] * size + np.maximum(ranked, 0))
         new = before.lengths[rows] <= NEW_USER_MAX_STEPS
         self._add(name, "", metrics.per_user(hit, n_rel[rows], self.ks))
         for slice_name, sel in (("new_users", new), ("returning_users", ~new)):
