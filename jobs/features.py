@@ -152,7 +152,10 @@ def run(spark, cfg: Config, ds: str) -> dict:
     }
     counts = {}
     for name, df in tables.items():
-        write_atomically(df.coalesce(1), lake.features(cfg, name, ds), spark)
+        # the catalog-sized table in one file; the per-user ones written by every task (a
+        # coalesce to one file would run their last stage on one core)
+        write_atomically(df.coalesce(1) if name == "items" else df,
+                         lake.features(cfg, name, ds), spark)
         counts[name] = spark.read.parquet(str(lake.features(cfg, name, ds))).count()
         log.info("features ds=%s: %s has %d rows", ds, name, counts[name])
     events.unpersist()
