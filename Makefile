@@ -11,7 +11,8 @@ NS := $(VENV)/bin/nightshelf
 DS ?= $(shell sed -n 's/^  end: "\(.*\)".*/\1/p' nightshelf/defaults.yaml)
 PYTEST_ARGS ?=
 
-.PHONY: install demo night backfill test lint ui bench-quality bench-scale clean-home help
+.PHONY: install demo night backfill test lint ui bench-quality bench-quality-night bench-scale \
+	clean-home help
 
 help:
 	@echo "make demo   - install, generate a synthetic shop, run one whole night through Airflow"
@@ -21,6 +22,7 @@ help:
 	@echo "make ui     - MLflow UI on http://127.0.0.1:5000"
 	@echo "make lint   - flake8 + isort --check + import-linter (the layers)"
 	@echo "make bench-scale [TIERS=\"S M L\"] - a night per scale tier, per-stage time and memory"
+	@echo "make bench-quality-night PROFILE=grocery - 3 nights on a shop profile, every model's holdout"
 
 $(VENV)/.installed: setup.cfg pyproject.toml constraints/jobs.txt
 	@echo "== installing the job environment ($(VENV)): Spark, TensorFlow, MLflow, GX"
@@ -72,6 +74,14 @@ bench-quality: install
 	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/python -m training.bench --data $(DATA) \
 		$(if $(ATTRS),--attrs $(ATTRS)) --out $(or $(OUT),bench/results/quality-beauty.json) \
 		--seeds $(SEEDS)
+
+PROFILE ?= grocery
+NIGHTS ?= 3
+# consecutive nights through the DAG on a shop profile (default, grocery, marketplace): every
+# model's holdout NDCG@10 / HR@10 / coverage and the gate's decision per night
+bench-quality-night: install
+	$(VENV)/bin/python bench/quality_night.py --profile $(PROFILE) --nights $(NIGHTS) \
+		$(if $(OUT),--out $(OUT)) $(BENCH_ARGS)
 
 TIERS ?= S M L
 # a whole night per scale tier through the DAG, per stage: wall time, rows/s, peak RSS

@@ -350,7 +350,13 @@ def run_tier(tier: str, root: Path, matmul: float, earlier: list[dict], *,
                          "share_of_matmul_rate": round(
                              scored / max(wall, 1e-9) * per_score / matmul, 4)}
             row(stage, wall, stage_rows(stage, rec), st, **extra)
-    row("night", seconds, rec["raw_rows"], s.peak)
+    # the night's holdout quality, kept with its cost: NDCG@10 per model and the gate's call
+    reports = rec["evaluation"].get("reports", {})
+    gate_path = home / "lake" / "runs" / f"ds={END}" / "gate.json"
+    gate = json.loads(gate_path.read_text()) if gate_path.exists() else {}
+    row("night", seconds, rec["raw_rows"], s.peak,
+        ndcg_at_10={m: round(r["ndcg@10"], 4) for m, r in reports.items() if "ndcg@10" in r},
+        promoted=gate.get("promoted"), gate_reason=gate.get("reason"))
     for r in rows:
         r["events"] = events
     return rows

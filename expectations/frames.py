@@ -52,8 +52,12 @@ def recommendation_frames(spark: SparkSession, cfg: Config, ds: str,
                           recs_path: str) -> tuple[DataFrame, DataFrame]:
     """(one row per recommendation, one row per eligible user) with invariant columns."""
     recs = spark.read.parquet(recs_path)
-    catalog = spark.read.parquet(str(lake.clean_catalog(cfg, ds))).select(
-        S.ITEM, F.col(S.AVAILABLE).alias("_avail"), F.col(S.REPURCHASABLE).alias("_rep"))
+    # repurchasable: the catalog's flag where it has one, else what the night learned
+    learned = spark.read.parquet(str(lake.context(cfg, ds, "cutoff", "items"))).select(
+        S.ITEM, F.col("learned_repurchasable").alias("_learned"))
+    catalog = (spark.read.parquet(str(lake.clean_catalog(cfg, ds))).join(learned, S.ITEM, "left")
+               .select(S.ITEM, F.col(S.AVAILABLE).alias("_avail"),
+                       F.coalesce(F.col(S.REPURCHASABLE), F.col("_learned")).alias("_rep")))
     seqs = spark.read.parquet(str(lake.features(cfg, "sequences", ds)))
     bought = seqs.select(S.USER, F.explode(S.RECENT_PURCHASES).alias(S.ITEM)).withColumn(
         "_bought", F.lit(True))
@@ -75,3 +79,18 @@ def recommendation_frames(spark: SparkSession, cfg: Config, ds: str,
         recs.select(S.USER).distinct().withColumn("_has", F.lit(True)), S.USER, "left")
         .withColumn("_has_list", F.coalesce(F.col("_has"), F.lit(False))))
     return checked, users
+
+
+def coverage_frame(spark: SparkSession, cfg: Config, ds: str, recs_path: str,
+                   top_n: int) -> DataFrame:
+    """One row: how many distinct items the published lists hold, and their share of what
+    lists of `top_n` items for these users could hold at most (min(available items, users x
+    N)): a model whose lists collapse onto a few items shows here, as in the gate."""
+    recs = spark.read.parquet(recs_path)
+    available = (spark.read.parquet(str(lake.clean_catalog(cfg, ds)))
+                 .filter(F.col(S.AVAILABLE)).select(S.ITEM).distinct().count())
+    row = recs.agg(F.countDistinct(S.USER).alias("users"),
+                   F.countDistinct(S.ITEM).alias("distinct_items")).first()
+    possible = max(1, min(available, row.users * top_n))
+    return spark.createDataFrame([{"users": row.users, "distinct_items": row.distinct_items,
+                                   "possible_coverage": row.distinct_items / possible}])

@@ -124,6 +124,14 @@ def recommendations_suite(cfg: Config) -> gx.ExpectationSuite:
     ])
 
 
+def coverage_suite(cfg: Config) -> gx.ExpectationSuite:
+    """A model's published lists have not collapsed (the gate's floor, `gate.min_coverage`)."""
+    return _suite("recommendations_coverage", [
+        gxe.ExpectColumnValuesToBeBetween(column="possible_coverage",
+                                          min_value=cfg.gate.min_coverage),
+    ])
+
+
 def eligible_users_suite(cfg: Config) -> gx.ExpectationSuite:
     return _suite("recommendations_users", [
         gxe.ExpectTableRowCountToBeBetween(min_value=1),

@@ -8,8 +8,8 @@ import logging
 from expectations import frames
 from expectations import suites as su
 from nightshelf import lake
-from nightshelf.config import Config
-from nightshelf.records import SuiteResult, ValidationRecord
+from nightshelf.config import Config, UserError
+from nightshelf.records import ScoreRecord, SuiteResult, ValidationRecord
 from nightshelf.spark import get_spark
 
 log = logging.getLogger(__name__)
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 STAGES = ("raw", "clean", "features", "recommendations")
 
 
-class ValidationFailed(RuntimeError):
+class ValidationFailed(UserError, RuntimeError):
     """A suite failed: the message names the stage, the suite and the failed expectations."""
 
 
@@ -47,10 +47,17 @@ def _batches(spark, cfg: Config, stage: str, ds: str) -> list[tuple[str, object,
                 ("item_features", su.item_features_suite(cfg), read("items")),
                 ("user_sequences", su.sequences_suite(cfg), frames.sequences_frame(spark, cfg, ds))]
     if stage == "recommendations":
-        recs, users = frames.recommendation_frames(
-            spark, cfg, ds, str(lake.staging_recommendations(cfg, ds)))
-        return [("recommendations", su.recommendations_suite(cfg), recs),
-                ("recommendations_users", su.eligible_users_suite(cfg), users)]
+        path = str(lake.staging_recommendations(cfg, ds))
+        recs, users = frames.recommendation_frames(spark, cfg, ds, path)
+        out = [("recommendations", su.recommendations_suite(cfg), recs),
+               ("recommendations_users", su.eligible_users_suite(cfg), users)]
+        score = ScoreRecord.read(cfg, ds)
+        # a model's lists must not collapse; a baseline the gate chose (popularity gives
+        # everyone the same few items) is served as what it is
+        if score.serving.kind == "model":
+            out.append(("recommendations_coverage", su.coverage_suite(cfg),
+                        frames.coverage_frame(spark, cfg, ds, path, score.top_n)))
+        return out
     raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
 
 

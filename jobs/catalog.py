@@ -30,7 +30,9 @@ def clean_catalog(raw: DataFrame, *, ds: str) -> tuple[DataFrame, DataFrame]:
         F.trim(S.CATEGORY).alias(S.CATEGORY), F.trim(S.BRAND).alias(S.BRAND),
         F.trim(S.PRICE).try_cast("double").alias(S.PRICE),
         F.lower(F.trim(S.AVAILABLE)).isin(truthy).alias(S.AVAILABLE),
-        F.coalesce(F.lower(F.trim(S.REPURCHASABLE)).isin(truthy), F.lit(False))
+        # null when the catalog does not say: the night learns it from the data
+        F.when(F.trim(S.REPURCHASABLE).isin("", "null") | F.col(S.REPURCHASABLE).isNull(),
+               F.lit(None)).otherwise(F.lower(F.trim(S.REPURCHASABLE)).isin(truthy))
         .alias(S.REPURCHASABLE),
         F.try_to_date(F.col(S.FIRST_SEEN)).alias(S.FIRST_SEEN),
         F.col(S.DESCRIPTION),

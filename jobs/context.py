@@ -38,12 +38,16 @@ from nightshelf import schema as S
 from nightshelf.config import Config
 from nightshelf.spark import job_main
 from training import covisit
+from training.context import Repurchase
+from training.inputs import repurchase_rule
 
 log = logging.getLogger("nightshelf.context")
 
 NEIGHBOURS, SHRINK, BLOCK = 100, 10.0, 2048
 NEIGHBOUR, SIM = covisit.NEIGHBOUR, covisit.SIM
 POP_1D, POP_WINDOW, N_USERS, FIRST_SEEN = "pop_1d", "pop_window", "n_users", "first_seen"
+BUYERS, REBUYERS, REBUY_DAYS = "buyers", "rebuyers", "rebuy_days"
+LEARNED_REPURCHASABLE = "learned_repurchasable"
 POINT = covisit.POINT
 
 
@@ -61,9 +65,10 @@ def before(steps: DataFrame, at: datetime) -> DataFrame:
 
 
 def item_stats(steps: DataFrame, *, at: datetime, popularity_days: int,
-               weights: dict[str, float]) -> DataFrame:
+               weights: dict[str, float], rule: Repurchase = Repurchase()) -> DataFrame:
     """Per item seen before `at`: event-weighted interactions in the day and in the
-    popularity window before `at`, distinct users, first time seen."""
+    popularity window before `at`, distinct users, first time seen, and how it is rebought
+    (`repurchase_stats`, and whether that makes it repurchasable by `rule`)."""
     ev = before(steps, at)
     w = F.create_map(*[F.lit(x) for kv in weights.items() for x in kv])[F.col(S.EVENT_TYPE)]
     w = F.coalesce(w, F.lit(1.0))
@@ -72,10 +77,32 @@ def item_stats(steps: DataFrame, *, at: datetime, popularity_days: int,
         return F.sum(F.when(F.col(S.EVENT_TIME) >= F.lit(at - timedelta(days=days)), w)
                      .otherwise(0.0)).cast("float")
 
-    return ev.groupBy(S.ITEM).agg(within(1).alias(POP_1D),
-                                  within(popularity_days).alias(POP_WINDOW),
-                                  F.countDistinct(S.USER).cast("long").alias(N_USERS),
-                                  F.min(S.EVENT_TIME).alias(FIRST_SEEN))
+    stats = ev.groupBy(S.ITEM).agg(within(1).alias(POP_1D),
+                                   within(popularity_days).alias(POP_WINDOW),
+                                   F.countDistinct(S.USER).cast("long").alias(N_USERS),
+                                   F.min(S.EVENT_TIME).alias(FIRST_SEEN))
+    stats = (stats.join(repurchase_stats(ev), S.ITEM, "left")
+             .fillna(0, subset=[BUYERS, REBUYERS]))
+    learned = ((F.col(BUYERS) >= rule.min_buyers)
+               & (F.col(REBUYERS) >= F.lit(rule.min_share) * F.greatest(F.col(BUYERS), F.lit(1))))
+    return stats.withColumn(LEARNED_REPURCHASABLE, learned)
+
+
+def repurchase_stats(ev: DataFrame) -> DataFrame:
+    """Per item bought in `ev`: its buyers, the buyers who bought it on two or more days
+    (UTC), and the mean days between a rebuyer's purchases of it (null if nobody rebought
+    it); `training.context.repurchase_stats` is the reference."""
+    per_user = (ev.filter(F.col(S.EVENT_TYPE) == S.PURCHASE)
+                .withColumn("_d", F.to_date(F.col(S.EVENT_TIME)))
+                .groupBy(S.ITEM, S.USER)
+                .agg(F.countDistinct("_d").alias("_n"),
+                     F.datediff(F.max("_d"), F.min("_d")).alias("_span")))
+    again = F.col("_n") >= 2
+    return per_user.groupBy(S.ITEM).agg(
+        F.count(F.lit(1)).cast("long").alias(BUYERS),
+        F.sum(again.cast("long")).cast("long").alias(REBUYERS),
+        F.avg(F.when(again, F.col("_span") / (F.col("_n") - 1))).cast("float")
+        .alias(REBUY_DAYS))
 
 
 def covisitation(steps: DataFrame, *, at: datetime, neighbours: int = NEIGHBOURS,
@@ -128,19 +155,27 @@ def covisitation_at(steps: DataFrame, points: dict[str, datetime], *,
             .mapInArrow(worker, from_arrow_schema(covisit.SCHEMA)))
 
 
-def vocabulary(steps: DataFrame, catalog: DataFrame) -> DataFrame:
-    """The night's item vocabulary: catalog items and items seen in sequences, sorted by id
-    (every per-user task lays its arrays out over it; padding and unknown come first)."""
-    return (steps.select(S.ITEM).union(catalog.select(S.ITEM)).distinct()
-            .orderBy(S.ITEM))
+def vocabulary(steps: DataFrame, catalog: DataFrame, new_since=None) -> DataFrame:
+    """The night's item vocabulary, sorted by id (every per-user task lays its arrays out over
+    it; padding and unknown come first): the items seen in sequences, and the catalog's new
+    items (first seen on or after `new_since`) that nobody has touched yet. A catalog item
+    that has been there for a while and was never touched is left out: SASRec's softmax
+    would span it with an embedding nothing trains, and no list could learn to rank it."""
+    fresh = catalog.select(S.ITEM).limit(0)
+    if new_since is not None and S.FIRST_SEEN in catalog.columns:
+        fresh = catalog.filter(F.col(S.FIRST_SEEN) >= F.lit(new_since)).select(S.ITEM)
+    return steps.select(S.ITEM).union(fresh).distinct().orderBy(S.ITEM)
 
 
 def run(spark, cfg: Config, ds: str) -> dict:
     seqs = spark.read.parquet(str(lake.features(cfg, "sequences", ds)))
     steps = steps_of(seqs).cache()
     catalog = spark.read.parquet(str(lake.features(cfg, "items", ds)))
-    write_atomically(vocabulary(steps, catalog).coalesce(1), lake.context(cfg, ds, "vocab"),
-                     spark)
+    new_since = lake.cutoff(ds).date() - timedelta(days=cfg.features.new_item_days)
+    vocab = vocabulary(steps, catalog, new_since)
+    write_atomically(vocab.coalesce(1), lake.context(cfg, ds, "vocab"), spark)
+    log.info("context ds=%s: vocabulary of %d items (%d in the catalog)", ds,
+             spark.read.parquet(str(lake.context(cfg, ds, "vocab"))).count(), catalog.count())
     counts, meta = {}, {}
     points = lake.points(cfg, ds)
     neighbours = covisitation_at(steps, points).persist(StorageLevel.MEMORY_AND_DISK)
@@ -151,7 +186,7 @@ def run(spark, cfg: Config, ds: str) -> dict:
         meta[name] = {"at": at.isoformat(),
                       "users": before(steps, at).select(S.USER).distinct().count()}
         stats = item_stats(steps, at=at, popularity_days=cfg.features.popularity_days,
-                           weights=cfg.events.weights)
+                           weights=cfg.events.weights, rule=repurchase_rule(cfg))
         write_atomically(stats.coalesce(1), lake.context(cfg, ds, name, "items"), spark)
         write_atomically(neighbours.filter(F.col(POINT) == name).drop(POINT).coalesce(1),
                          lake.context(cfg, ds, name, "neighbours"), spark)

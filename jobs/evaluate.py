@@ -1,5 +1,5 @@
 """Every model of the night on the same holdout: the challenger ranker, the champion (when
-another version holds the alias), SASRec alone, popularity, item-kNN and ALS.
+another version holds the alias), SASRec alone, popularity, item-kNN, buy-again and ALS.
 
 The holdout is what users did after the split (the last `model.holdout_days`); every model
 sees only what happened before it. One `mapInArrow` over the users
@@ -89,7 +89,7 @@ def run(spark, cfg: Config, ds: str) -> EvaluationRecord:
         rankers.append(("champion", ranker.name, champion))
     job = partitions.Job(cfg, ds, "split", rankers=tuple(rankers),
                          sasrec=(sas.name, sas.version),
-                         baselines=("popularity", "item_knn"))
+                         baselines=("popularity", "item_knn", "buy_again"))
     seqs = sequences(spark, cfg, ds)
     split = lake.split(cfg, ds)
     ks = sorted(set(cfg.model.metrics_k) | {cfg.scoring.top_n})
@@ -103,7 +103,7 @@ def run(spark, cfg: Config, ds: str) -> EvaluationRecord:
     vocab = inputs.night_vocab(cfg, ds)
     ctx = inputs.load_context(cfg, ds, "split", vocab, inputs.load_catalog(cfg, ds))
     reports = Evaluation(ctx, ks).merge(merged).reports()
-    order = ["ranker", "champion", "sasrec", "popularity", "item_knn", "als"]
+    order = ["ranker", "champion", "sasrec", "popularity", "item_knn", "buy_again", "als"]
     reports = {name: reports[name] for name in order if name in reports}
     record = EvaluationRecord(ds=ds, run_id=sas.run_id, challenger_version=ranker.version,
                               champion_version=champion if len(rankers) > 1 else None,

@@ -20,7 +20,7 @@ import time
 from pyspark.sql import functions as F
 
 from jobs.context import steps_of
-from jobs.storage import write_atomically
+from jobs.storage import remove_others, write_atomically
 from jobs.users import map_users, sequences
 from nightshelf import lake
 from nightshelf import schema as S
@@ -54,6 +54,10 @@ def run(spark, cfg: Config, ds: str) -> RowsRecord:
     rate = min(1.0, cfg.ranker.max_rows / max(expected, 1))
     log.info("ranker rows ds=%s: %d window users, up to %d candidates: negatives kept at %.3f",
              ds, users, expected, rate)
+    stale = remove_others(spark, lake.ranker_rows(cfg, ds), {f"window{k}" for k in bounds})
+    if stale:
+        log.info("ranker rows ds=%s: removed %s, written by an earlier run with more label "
+                 "windows", ds, ", ".join(stale))
     rows = positives = 0
     for k in bounds:
         job = partitions.Job(cfg, ds, f"window{k}", sasrec=(sas.name, sas.version),

@@ -55,6 +55,21 @@ def swap_into_place(spark: SparkSession, tmp: Path, path: Path) -> None:
         fs.delete(old, True)
 
 
+def remove_others(spark: SparkSession, folder: Path, keep: set[str]) -> list[str]:
+    """Delete the sub-folders of `folder` (a job's own output) whose names are not in `keep`,
+    e.g. the label windows an earlier run of the night wrote past tonight's count."""
+    fs, base, _ = _fs(spark, str(folder))
+    if not fs.exists(base):
+        return []
+    gone = []
+    for status in fs.listStatus(base):
+        name = status.getPath().getName()
+        if status.isDirectory() and name not in keep and not name.startswith("."):
+            fs.delete(status.getPath(), True)
+            gone.append(name)
+    return gone
+
+
 def write_json(data: dict, path: Path) -> None:
     """A small JSON record (counts), written aside then renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)

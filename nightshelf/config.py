@@ -21,6 +21,18 @@ from typing import Any, Mapping
 import yaml
 
 ENV_PREFIX = "NIGHTSHELF__"
+
+
+class UserError(Exception):
+    """An error the user fixes from its message alone (a bad date, an unknown config key, a
+    landed file that cannot be read, a failed suite): the CLI prints it and exits non-zero
+    without a traceback, and a retry of the task cannot help."""
+
+
+class ConfigError(UserError, ValueError):
+    """The configuration cannot be read: the message names the key and what is expected."""
+
+
 DEFAULTS = Path(__file__).with_name("defaults.yaml")
 
 
@@ -45,6 +57,7 @@ class FeaturesConfig:
     sequence_length: int
     history_days: int
     popularity_days: int = 7
+    new_item_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -101,6 +114,8 @@ class ScoringConfig:
     top_n: int
     batch_size: int
     exclusion_window_days: int
+    repurchase_min_share: float = 0.1
+    repurchase_min_buyers: int = 3
 
 
 @dataclass(frozen=True)
@@ -155,6 +170,7 @@ class ShopConfig:
     new_items_per_day: int
     formats: list[str]
     dirt: DirtConfig
+    profile: str = "default"
 
 
 @dataclass(frozen=True)
@@ -212,7 +228,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
     if not dataclasses.is_dataclass(cls):
         return _coerce(cls, data, where)
     if not isinstance(data, Mapping):
-        raise ValueError(f"config {where or '<root>'}: expected a mapping, got {data!r}")
+        raise ConfigError(f"config {where or '<root>'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -226,7 +242,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
         if f.name in data:
             kwargs[f.name] = _build(hints[f.name], data[f.name], sub)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ValueError(f"config {sub}: missing (add it to your config file)")
+            raise ConfigError(f"config {sub}: missing (add it to your config file)")
     return cls(**kwargs)
 
 
@@ -250,7 +266,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
                 raise ValueError("not a whole number")
             return tp(value)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"config {where}: cannot read {value!r} as {tp}: {exc}") from exc
+        raise ConfigError(f"config {where}: cannot read {value!r} as {tp}: {exc}") from exc
     return value
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from nightshelf import lake
 from nightshelf import schema as S
-from nightshelf.config import Config
+from nightshelf.config import Config, UserError
 from nightshelf.records import CleanCounts, DriftCheck, DriftRecord, GateRecord, SasrecRecord
 from nightshelf.tracking import setup_mlflow
 
@@ -28,7 +28,7 @@ FEATURES = {"users": ["n_items", "recency_days", "n_sessions"],
             "items": ["n_users", "price", "pop_view_7d"]}
 
 
-class DriftFailed(RuntimeError):
+class DriftFailed(UserError, RuntimeError):
     """A night-over-night check went past its `fail` threshold."""
 
 

@@ -7,7 +7,11 @@ import json
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
-from nightshelf.config import Config
+from nightshelf.config import Config, UserError
+
+
+class DateError(UserError, ValueError):
+    """A logical date that is not YYYY-MM-DD."""
 
 
 def parse_ds(ds: str) -> date:
@@ -15,7 +19,7 @@ def parse_ds(ds: str) -> date:
     try:
         return date.fromisoformat(ds)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"logical date {ds!r} is not YYYY-MM-DD") from exc
+        raise DateError(f"logical date {ds!r} is not YYYY-MM-DD") from exc
 
 
 def cutoff(ds: str) -> datetime:

@@ -13,14 +13,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from nightshelf import schema as S
-from nightshelf.config import EventsConfig
+from nightshelf.config import EventsConfig, UserError
 
 log = logging.getLogger(__name__)
 
 READERS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """A landed file or folder that cannot be read as it is; the message says what to do."""
 
 

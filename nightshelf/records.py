@@ -153,7 +153,7 @@ class DriftRecord(Record):
 @dataclass(frozen=True)
 class Serving:
     """What serves the night: a registered ranker version, or a baseline."""
-    kind: str            # "model", "item_knn" or "popularity"
+    kind: str            # "model", "item_knn", "buy_again" or "popularity"
     model_version: str   # the version, or "baseline:<kind>"
     run_id: str
 

@@ -22,14 +22,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
-from pathlib import Path
+from datetime import datetime, time, timedelta, timezone
 
 import numpy as np
 
 from nightshelf import lake
 from nightshelf.config import Config, ShopConfig
-from nightshelf.shop_landing import dirty_rows, pick, write_events
+from nightshelf.shop_landing import dirty_rows, pick, write_catalog_snapshot, write_events
+from nightshelf.shop_profiles import Profile, basket_day, make_households, profile
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +87,17 @@ def _brands(rng: np.random.Generator, n: int) -> list[str]:
     return sorted(names)
 
 
-def make_catalog(shop: ShopConfig, rng: np.random.Generator) -> Catalog:
+def make_catalog(shop: ShopConfig, rng: np.random.Generator,
+                 prof: Profile | None = None) -> Catalog:
     """Items with a leaf category, a brand of their top category, a price level by brand, a
     power-law popularity and three related items (same leaf, nearest in price)."""
+    prof = prof or profile(shop.profile)
     leaves = _leaves()
     tops = list(TAXONOMY)
     brands = _brands(rng, 5 * len(tops))
-    n = shop.items + shop.new_items_per_day * shop.days
+    initial = shop.items * prof.catalog_factor
+    per_day = shop.new_items_per_day * prof.new_items_factor
+    n = initial + per_day * shop.days
     leaf = rng.choice(len(leaves), size=n, p=rng.dirichlet(np.full(len(leaves), 3.0)))
     top_of_leaf = np.array([tops.index(t) for t, _, _ in leaves])
     brand_idx = top_of_leaf[leaf] * 5 + rng.integers(0, 5, size=n)
@@ -110,9 +114,8 @@ def make_catalog(shop: ShopConfig, rng: np.random.Generator) -> Catalog:
     consumable = np.array([t in CONSUMABLE_TOPS or lf in CONSUMABLE_LEAVES
                            for t, lf, _ in leaves])
     first_day = np.zeros(n, dtype=int)
-    first_day[shop.items:] = np.repeat(np.arange(1, shop.days + 1),
-                                       shop.new_items_per_day)[: n - shop.items]
-    popularity = 1.0 / np.power(rng.permutation(n) + 1.0, 0.9)
+    first_day[initial:] = np.repeat(np.arange(1, shop.days + 1), per_day)[: n - initial]
+    popularity = 1.0 / np.power(rng.permutation(n) + 1.0, prof.popularity_exponent)
     # related: three of the six items of the same leaf nearest in price
     order = np.lexsort((price, leaf))
     pos = np.empty(n, dtype=int)
@@ -184,13 +187,14 @@ def _taste_leaf(users: Users, who: np.ndarray, sampler: _Sampler,
 
 
 def _simulate_day(day: int, day_start: float, cat: Catalog, users: Users,
-                  bought: np.ndarray, rng: np.random.Generator) -> tuple[dict, np.ndarray]:
+                  bought: np.ndarray, rng: np.random.Generator,
+                  prof: Profile) -> tuple[dict, np.ndarray]:
     """One day of clean events as columns, and the (user, item) repurchasable purchases so
     far. Sessions: a leaf by taste, a first item by popularity, then 1 + geometric(0.2)
     views, each moving to a related item (60%), another of the leaf (25%) or of another
     tasted leaf (15%); a view becomes a cart 9% of the time, a cart a purchase 45%; 2%
     favourites. Consumables run out: each repurchasable item bought earlier is bought again
-    with 3% a day."""
+    with 3% a day. (The rates are the default profile's; see `shop_profiles`.)"""
     sampler = _Sampler(cat, day)
     active = np.flatnonzero(users.first_day <= day)
     k = rng.poisson(users.activity[active])
@@ -200,7 +204,7 @@ def _simulate_day(day: int, day_start: float, cat: Catalog, users: Users,
     t = day_start + rng.beta(3, 2, size=n_s) * 86000.0
     leaf = _taste_leaf(users, s_user, sampler, rng)
     item = sampler.draw(leaf, rng)
-    length = 1 + rng.geometric(0.2, size=n_s)
+    length = 1 + rng.geometric(prof.session_stop, size=n_s)
     cols: dict[str, list] = {c: [] for c in ("user", "item", "type", "time", "session")}
     session = np.char.add(np.char.add(np.char.add(f"S{day:03d}-", s_user.astype(str)), "-"),
                           s_index.astype(str)).astype(object)
@@ -217,14 +221,14 @@ def _simulate_day(day: int, day_start: float, cat: Catalog, users: Users,
         on = length > step
         emit(on, "view", t)
         r = rng.random(n_s)
-        cart = on & (r < 0.09)
+        cart = on & (r < prof.view_to_cart)
         t_cart = t + rng.uniform(5, 60, size=n_s)
         emit(cart, "add_to_cart", t_cart)
-        buy = cart & (rng.random(n_s) < 0.45)
+        buy = cart & (rng.random(n_s) < prof.cart_to_purchase)
         t_buy = t_cart + rng.uniform(30, 300, size=n_s)
         emit(buy, "purchase", t_buy)
         new_bought.append(np.stack([s_user[buy], item[buy]], axis=1))
-        emit(on & ~cart & (r < 0.11), "favorite", t + 2)
+        emit(on & ~cart & (r < prof.view_to_cart + 0.02), "favorite", t + 2)
         t = np.where(cart, np.where(buy, t_buy, t_cart), t) + rng.uniform(10, 120, size=n_s)
         nxt = rng.random(n_s)
         rel = cat.related[item, rng.integers(0, 3, size=n_s)]
@@ -234,7 +238,7 @@ def _simulate_day(day: int, day_start: float, cat: Catalog, users: Users,
                                                  sampler.draw(other_leaf, rng)))
         leaf = np.where(nxt < 0.85, leaf, other_leaf)
     # consumables run out: re-buy
-    again = bought[rng.random(len(bought)) < 0.03] if len(bought) else bought
+    again = bought[rng.random(len(bought)) < prof.rebuy_per_day] if len(bought) else bought
     if len(again):
         t0 = day_start + rng.uniform(0, 86000, size=len(again))
         u, it = again[:, 0], again[:, 1]
@@ -255,49 +259,42 @@ def _simulate_day(day: int, day_start: float, cat: Catalog, users: Users,
 
 def generate(cfg: Config, days: int | None = None, end: str | None = None) -> dict:
     """Write `days` landed days ending at `end` (config defaults) under the home folder, one
-    day at a time: memory is one day's events plus the users and the catalog."""
+    day at a time: memory is one day's events plus the users and the catalog. The shape of
+    the shop is `shop.profile` (`nightshelf.shop_profiles`)."""
     shop = cfg.shop
+    prof = profile(shop.profile)
     days = days or shop.days
     end_day = lake.parse_ds(end or shop.end)
     start_day = end_day - timedelta(days=days - 1)
     rng = np.random.default_rng(shop.seed)
     shop = dataclasses.replace(shop, days=days)
-    cat = make_catalog(shop, rng)
+    cat = make_catalog(shop, rng, prof)
     users = make_users(shop, len(_leaves()), rng)
+    homes = None
+    if prof.baskets:
+        first = _Sampler(cat, 0)
+        homes = make_households(len(users.user_id), len(cat.item_id), prof,
+                                lambda who: first.draw(_taste_leaf(users, who, first, rng),
+                                                       rng), rng)
     bought = np.zeros((0, 2), dtype=np.int64)
-    summary = {"days": [], "items": int(len(cat.item_id)), "users": int(len(users.user_id))}
+    summary = {"days": [], "items": int(len(cat.item_id)), "users": int(len(users.user_id)),
+               "profile": prof.name}
     for d in range(days):
         day_date = start_day + timedelta(days=d)
         ds = day_date.isoformat()
         day_start = datetime.combine(day_date, time.min, tzinfo=timezone.utc).timestamp()
-        events, bought = _simulate_day(d, day_start, cat, users, bought, rng)
+        if homes is not None:
+            sampler = _Sampler(cat, d)
+            active = np.flatnonzero(users.first_day <= d)
+            events = basket_day(d, day_start, active, homes, prof, lambda who: sampler.draw(
+                _taste_leaf(users, who, sampler, rng), rng), rng)
+        else:
+            events, bought = _simulate_day(d, day_start, cat, users, bought, rng, prof)
         rows = dirty_rows(events, cat.item_id, cat.price, users.user_id, shop.dirt, rng)
         fmt = shop.formats[d % len(shop.formats)]
         write_events(rows, lake.landing_events(cfg, ds), fmt)
-        write_catalog_snapshot(cat, d, start_day, lake.landing_catalog(cfg, ds), rng)
+        write_catalog_snapshot(cat, d, start_day, lake.landing_catalog(cfg, ds), rng, prof)
         n_rows = len(rows["user_id"])
         summary["days"].append({"ds": ds, "rows": n_rows, "format": fmt})
         log.info("landed %s: %d raw events (%s)", ds, n_rows, fmt)
     return summary
-
-
-def write_catalog_snapshot(cat: Catalog, day: int, start_day: date, folder: Path,
-                           rng: np.random.Generator) -> Path:
-    """The day's catalog: every item live by then, a few temporarily unavailable."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    folder.mkdir(parents=True, exist_ok=True)
-    live = np.flatnonzero(cat.first_day <= day)
-    available = rng.random(len(live)) > 0.04
-    first_seen = (np.datetime64(start_day, "D") + cat.first_day[live].astype("timedelta64[D]"))
-    table = pa.table({
-        "item_id": pa.array(cat.item_id[live], pa.string()),
-        "title": pa.array(cat.title[live], pa.string()),
-        "category": pa.array(cat.category[live], pa.string()),
-        "brand": pa.array(cat.brand[live], pa.string()), "price": cat.price[live],
-        "available": available, "repurchasable": cat.repurchasable[live],
-        "first_seen": pa.array(first_seen, pa.date32()),
-    })
-    path = folder / "catalog.parquet"
-    pq.write_table(table, path)
-    return path

@@ -1,15 +1,17 @@
 """The landed form of the synthetic shop's events: event-type spellings, four timestamp
 styles, the configured dirt (nulls, unknown types, broken times, exact duplicates,
 double-fires), PII columns, and the file formats a shop exports (CSV, JSON lines,
-Parquet)."""
+Parquet); and its daily catalog snapshots."""
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 
 from nightshelf.config import DirtConfig
+from nightshelf.shop_profiles import Profile
 
 RAW_TYPE_SPELLINGS = {"view": ["view", "page_view", "VIEW", "product_view"],
                       "add_to_cart": ["add_to_cart", "addtocart", "Cart"],
@@ -114,4 +116,30 @@ def write_events(rows: dict[str, np.ndarray], folder: Path, fmt: str) -> Path:
         pq.write_table(table, path)
     else:
         raise ValueError(f"shop.formats: unknown format {fmt!r} (use csv, jsonl or parquet)")
+    return path
+
+
+def write_catalog_snapshot(cat, day: int, start_day: date, folder: Path,
+                           rng: np.random.Generator, prof: Profile) -> Path:
+    """The day's catalog (`cat`, a `shop.Catalog`): every item live by then, a few
+    temporarily unavailable; the optional columns the profile's catalog has."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    folder.mkdir(parents=True, exist_ok=True)
+    live = np.flatnonzero(cat.first_day <= day)
+    available = rng.random(len(live)) > 0.04
+    first_seen = (np.datetime64(start_day, "D") + cat.first_day[live].astype("timedelta64[D]"))
+    columns = {
+        "item_id": pa.array(cat.item_id[live], pa.string()),
+        "title": pa.array(cat.title[live], pa.string()),
+        "category": pa.array(cat.category[live], pa.string()),
+        "brand": pa.array(cat.brand[live], pa.string()), "price": cat.price[live],
+        "available": available}
+    if prof.catalog_repurchasable:
+        columns["repurchasable"] = cat.repurchasable[live]
+    if prof.catalog_first_seen:
+        columns["first_seen"] = pa.array(first_seen, pa.date32())
+    table = pa.table(columns)
+    path = folder / "catalog.parquet"
+    pq.write_table(table, path)
     return path

@@ -23,12 +23,12 @@ of the cutoff), so training, evaluation and serving cannot disagree on a feature
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from training.baselines import recent_scores
+from training.candidate_set import NUMERIC, CandidateSet
 from training.context import ItemContext
 from training.steps import (
     OOV,
@@ -42,51 +42,15 @@ from training.steps import (
     type_weights,
 )
 
-SOURCES = ("sasrec", "covisit", "popularity", "repeat")
 REPEAT_HALF_LIFE_DAYS = 3.0
 MAX_DAYS = 60.0
 RANK_DEPTH = 1024       # SASRec ranks are exact down to here, capped below
 COVISIT_RECENT = 20     # a user's most recent items that co-visitation starts from
 NEG = np.float32(-1e9)
 
-NUMERIC = (
-    [f"{s}_{f}" for s in SOURCES for f in ("score", "log_rank")]
-    + ["covisit_last_item", "user_item_events", "user_item_days_since", "user_item_bought",
-       "user_item_max_weight", "item_log_users", "item_log_pop_1d", "item_log_pop_7d",
-       "item_age_days", "item_log_price", "user_log_steps", "user_log_items",
-       "user_days_since_last", "user_category_share", "user_brand_share",
-       "last_item_same_category"])
+CYCLE_CAP = 10.0        # days since the user's last purchase of an item / its rebuy interval
 
 SasrecScorer = Callable[[Steps], np.ndarray]  # a batch -> [n, V] logits over ctx.vocab
-
-
-@dataclass
-class CandidateSet:
-    """One row per (user, candidate item): `rows` index the users of the batch."""
-    rows: np.ndarray              # [N] position in the batch
-    items: np.ndarray             # [N] vocabulary index
-    numeric: np.ndarray           # [N, len(NUMERIC)] float32
-    category: np.ndarray          # [N] str
-    brand: np.ndarray             # [N] str
-    title: np.ndarray             # [N] str
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def inputs(self) -> dict[str, np.ndarray]:
-        """The ranker's named inputs."""
-        return {"numeric": self.numeric, "category": self.category[:, None],
-                "brand": self.brand[:, None], "title": self.title[:, None]}
-
-    def select(self, keep: np.ndarray) -> "CandidateSet":
-        return CandidateSet(self.rows[keep], self.items[keep], self.numeric[keep],
-                            self.category[keep], self.brand[keep], self.title[keep])
-
-
-def concat(parts: list[CandidateSet]) -> CandidateSet:
-    """One candidate set from several (their `rows` must not collide)."""
-    return CandidateSet(*(np.concatenate(cols) for cols in zip(*(
-        (p.rows, p.items, p.numeric, p.category, p.brand, p.title) for p in parts))))
 
 
 def masked_keys(ctx: ItemContext, steps: Steps) -> np.ndarray:
@@ -149,7 +113,14 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
     max_w = np.zeros(len(ui_keys), np.float32)
     np.maximum.at(max_w, inv, w[valid])
     bought = np.zeros(len(ui_keys), np.float32)
-    np.maximum.at(bought, inv, (steps.types[valid] == PURCHASE_CODE).astype(np.float32))
+    is_buy = steps.types[valid] == PURCHASE_CODE
+    np.maximum.at(bought, inv, is_buy.astype(np.float32))
+    since_buy = np.full(len(ui_keys), np.inf, np.float32)
+    np.minimum.at(since_buy, inv[is_buy], age[valid][is_buy])
+    first_buy = np.zeros(len(ui_keys), np.float32)
+    np.maximum.at(first_buy, inv[is_buy], age[valid][is_buy])
+    n_buys = np.bincount(inv[is_buy], minlength=len(ui_keys))
+    own_gap = np.where(n_buys >= 2, (first_buy - since_buy) / np.maximum(n_buys - 1, 1), 0.0)
 
     # per user
     lengths = steps.lengths
@@ -272,7 +243,25 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
         "user_brand_share": share("brand"),
         "last_item_same_category": (ctx.category_codes[ci]
                                     == ctx.category_codes[last_item[cr]]),
+        "item_untouched": ctx.item_users[ci] == 0,
+        "item_price_missing": ~ctx.price_known[ci],
+        "item_rebuy_share": ctx.rebuy_share[ci],
+        "item_log_rebuy_days": np.log1p(ctx.rebuy_days[ci]),
     }
+    # how far through its usual rebuy interval the user is with an item they bought: known
+    # only for an item they bought that others rebuy
+    cycle_days, rebuy = own_value(since_buy, np.inf), ctx.rebuy_days[ci]
+    known = np.isfinite(cycle_days) & (rebuy > 0)
+    features["user_item_cycle_known"] = known
+    features["user_item_cycle"] = np.where(
+        known, np.minimum(cycle_days / np.maximum(rebuy, 1e-3), CYCLE_CAP), 0.0)
+    # ... and through the user's own interval between purchases of it, where they rebought it
+    gap = own_value(own_gap, 0.0)
+    mine_known = gap > 0
+    features["user_item_own_cycle_known"] = mine_known
+    features["user_item_own_cycle"] = np.where(
+        mine_known, np.minimum(cycle_days / np.maximum(gap, 1e-3), CYCLE_CAP), 0.0)
+    features["user_item_log_purchases"] = np.log1p(own_value(n_buys, 0))
     # a sparse source's rank for an item it did not score: just past its last scored item
     for name, depth in (("covisit", covisit_depth), ("repeat", repeat_depth)):
         col = features[f"{name}_log_rank"]

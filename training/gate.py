@@ -4,8 +4,8 @@ A challenger becomes `champion` (an MLflow registry alias) when its lists have n
 onto a few items (`gate.min_coverage`), it beats the best baseline on the holdout and is not
 worse than the current champion on the *same* holdout by more than `gate.tolerance`.
 Otherwise the night is served by the champion, or, when there is no champion yet, by the
-best baseline that scoring can serve (item-kNN or popularity), and the reason is recorded
-in the MLflow run and in gate.json (which the manifest copies).
+best baseline that scoring can serve (item-kNN, buy-again or popularity), and the reason is
+recorded in the MLflow run and in gate.json (which the manifest copies).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from nightshelf.tracking import CHAMPION, metric_key, setup_mlflow
 
 log = logging.getLogger(__name__)
 
-POPULARITY, ITEM_KNN = "popularity", "item_knn"
-SERVABLE_BASELINES = (ITEM_KNN, POPULARITY)  # baselines training.score can serve
+POPULARITY, ITEM_KNN, BUY_AGAIN = "popularity", "item_knn", "buy_again"
+SERVABLE_BASELINES = (ITEM_KNN, BUY_AGAIN, POPULARITY)  # what training.score can serve
 
 
 def decide(metric: str, challenger: dict, baselines: dict[str, dict], champion: dict | None,

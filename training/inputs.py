@@ -9,7 +9,7 @@ import numpy as np
 from nightshelf import lake
 from nightshelf import schema as S
 from nightshelf.config import Config
-from training.context import Catalog, from_tables
+from training.context import Catalog, Repurchase, from_tables
 from training.steps import Steps, from_arrow, type_weights
 
 PAD, OOV = "", "[UNK]"  # StringLookup's mask and out-of-vocabulary tokens
@@ -25,6 +25,7 @@ def load_catalog(cfg: Config, ds: str) -> Catalog:
         category=dict(zip(d[S.ITEM], d[S.CATEGORY])),
         available={i for i, a in zip(d[S.ITEM], d[S.AVAILABLE]) if a},
         repurchasable={i for i, r in zip(d[S.ITEM], d[S.REPURCHASABLE]) if r},
+        not_repurchasable={i for i, r in zip(d[S.ITEM], d[S.REPURCHASABLE]) if r is False},
         brand=dict(zip(d[S.ITEM], d[S.BRAND])),
         price={i: float(p) for i, p in zip(d[S.ITEM], d[S.PRICE]) if p is not None})
 
@@ -91,3 +92,7 @@ def load_context(cfg: Config, ds: str, point: str, vocab: np.ndarray, catalog: C
     neighbours = lake.read_parquet(lake.context(cfg, ds, point, "neighbours"))
     return from_tables(items, neighbours, where["at"], vocab, catalog, cfg.events.weights,
                        where["users"])
+
+
+def repurchase_rule(cfg: Config) -> Repurchase:
+    return Repurchase(cfg.scoring.repurchase_min_share, cfg.scoring.repurchase_min_buyers)

@@ -2,8 +2,9 @@
 
 A list is a row of a [n, K] array of vocabulary indices, best first, padded with -1, with
 the matching scores. Every kind of model ends here, from its own (user, item, score)
-entries: the ranker (its candidates), SASRec alone (a batch's logits), co-visitation and
-popularity. Nothing is ever a users x catalog array; top-K is a partial selection.
+entries: the ranker (its candidates), SASRec alone (a batch's logits), co-visitation,
+popularity and buy-again. Nothing is ever a users x catalog array; top-K is a partial
+selection.
 
 Lists that come out shorter than K (a user with few co-visited items, a ranker with few
 candidates) are filled with the most popular items the user may get, as the published
@@ -17,7 +18,7 @@ import numpy as np
 from training.baselines import recent_scores
 from training.candidates import COVISIT_RECENT, NEG, allowed, masked_keys, recent_items
 from training.context import ItemContext
-from training.steps import Steps, grouped_rank
+from training.steps import OOV, PURCHASE_CODE, Steps, days_between, grouped_rank
 
 
 def from_pairs(n: int, rows: np.ndarray, items: np.ndarray, scores: np.ndarray,
@@ -64,6 +65,25 @@ def covisited(ctx: ItemContext, steps: Steps, k: int) -> tuple[np.ndarray, np.nd
     rows, items = cov.row.astype(np.int64), cov.col.astype(np.int64)
     ok = allowed(ctx, masked_keys(ctx, steps), rows, items) & (cov.data > 0)
     return from_pairs(len(steps), rows[ok], items[ok], cov.data[ok].astype(np.float32), k)
+
+
+BUY_AGAIN_HALF_LIFE_DAYS = 30.0
+
+
+def buy_again(ctx: ItemContext, steps: Steps, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Buy again: the user's own purchases, each purchase counting 0.5^(age / 30 days), so
+    items bought often and lately come first (the standard baseline where baskets repeat);
+    only what the masks allow (an item that is not rebought stays out inside the exclusion
+    window)."""
+    buy = (steps.types == PURCHASE_CODE) & (steps.items > OOV)
+    rows, items = steps.step_rows()[buy], steps.items[buy].astype(np.int64)
+    age = days_between(ctx.t_at, steps.times[buy])
+    keys, inv = np.unique(rows * ctx.size + items, return_inverse=True)
+    score = np.bincount(inv, weights=np.power(0.5, age / BUY_AGAIN_HALF_LIFE_DAYS),
+                        minlength=len(keys)).astype(np.float32)
+    r, i = keys // ctx.size, keys % ctx.size
+    ok = allowed(ctx, masked_keys(ctx, steps), r, i)
+    return from_pairs(len(steps), r[ok], i[ok], score[ok], k)
 
 
 def fill(ranked: np.ndarray, scores: np.ndarray, fallback: np.ndarray,

@@ -24,6 +24,7 @@ from nightshelf import lake
 from nightshelf import schema as S
 from nightshelf.config import Config
 from training import candidates, inputs, lists, serve
+from training.candidate_set import NUMERIC
 from training.context import ItemContext
 from training.evaluate import Evaluation
 from training.score import recommendations
@@ -45,7 +46,7 @@ class Job:
     point: str                                   # the context's point in time
     rankers: tuple[tuple[str, str, str], ...] = ()  # (role, registered name, version)
     sasrec: tuple[str, str] | None = None        # (registered name, version): SASRec alone
-    baselines: tuple[str, ...] = ()              # popularity, item_knn (als: joined lists)
+    baselines: tuple[str, ...] = ()              # popularity, item_knn, buy_again (als: joined)
     run_id: str = ""                             # MLflow run of the served model (score)
     negative_rate: float = 1.0                   # ranker rows: share of negatives kept
 
@@ -83,7 +84,8 @@ def _load(job: Job) -> State:
     catalog = inputs.load_catalog(cfg, job.ds)
     ctx = inputs.load_context(cfg, job.ds, job.point, vocab, catalog)
     st = State(vocab, pa.array(list(vocab), pa.string()), ctx)
-    makers = {"popularity": lists.popular, "item_knn": lists.covisited}
+    makers = {"popularity": lists.popular, "item_knn": lists.covisited,
+              "buy_again": lists.buy_again}
     st.makers.update({b: makers[b] for b in job.baselines if b in makers})
     if job.rankers or job.sasrec:
         models, st.sasrec = serve.load_models(cfg, job.rankers, job.sasrec, vocab)
@@ -188,7 +190,7 @@ def rows(job: Job, record_batches) -> Iterator:
                     LABEL: y[keep], WEIGHT: w[keep].astype(np.float32),
                     WINDOW: np.full(len(c), window, np.int32), "category": c.category,
                     "brand": c.brand, "title": c.title}
-            cols.update({name: c.numeric[:, j] for j, name in enumerate(candidates.NUMERIC)})
+            cols.update({name: c.numeric[:, j] for j, name in enumerate(NUMERIC)})
             yield pa.RecordBatch.from_pydict(cols, schema=rows_schema())
 
 
@@ -198,7 +200,7 @@ def rows_schema():
     return pa.schema([(S.USER, pa.string()), (S.ITEM, pa.string()), (LABEL, pa.float32()),
                       (WEIGHT, pa.float32()), (WINDOW, pa.int32()), ("category", pa.string()),
                       ("brand", pa.string()), ("title", pa.string())]
-                     + [(name, pa.float32()) for name in candidates.NUMERIC])
+                     + [(name, pa.float32()) for name in NUMERIC])
 
 
 def sampled(users: np.ndarray, items: np.ndarray, rate: float) -> np.ndarray:

@@ -22,8 +22,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from training.candidates import NUMERIC, CandidateSet, generate
-from training.lists import from_pairs
+from training.candidate_set import NUMERIC, CandidateSet
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,8 @@ def build_dcn(inputs: dict[str, keras.Input], encoders: dict[str, Callable],
 def default_parts(train: CandidateSet, cfg) -> tuple[dict, dict, list, list, layers.Layer]:
     """Inputs, encoders (adapted on `train`), cross, deep and head layers from RankerConfig."""
     d = cfg.embedding_dim
-    inputs = {"numeric": keras.Input(shape=(len(NUMERIC),), dtype="float32", name="numeric"),
+    width = train.numeric.shape[1]  # NUMERIC's columns (or the ones a test trains on)
+    inputs = {"numeric": keras.Input(shape=(width,), dtype="float32", name="numeric"),
               "category": keras.Input(shape=(1,), dtype="string", name="category"),
               "brand": keras.Input(shape=(1,), dtype="string", name="brand"),
               "title": keras.Input(shape=(1,), dtype="string", name="title")}
@@ -232,79 +232,3 @@ def predict(model: keras.Model, cands: CandidateSet, batch_size: int = 65_536) -
         part = cands.select(np.arange(start, min(start + batch_size, len(cands))))
         out.append(np.asarray(model.predict_on_batch(part.inputs()), np.float32).reshape(-1))
     return np.concatenate(out)
-
-
-class ItemCachedScorer:
-    """A trained ranker split at x0, for serving: the item-side encoders (category, brand,
-    title words) run once per vocabulary item of the context they first meet, the numeric
-    encoder per candidate, and only the cross and deep layers per candidate. Same logits as
-    the whole model (the layers are the same), without re-reading strings per candidate."""
-
-    def __init__(self, model: keras.Model):
-        import tensorflow as tf
-
-        x0 = model.get_layer("x0")
-        self.parts = keras.Model(model.input, x0.input)
-        self.numeric_slots = [_depends_on(t, "numeric") for t in x0.input]
-        head = keras.Model(x0.output, model.output)
-        numeric = keras.Model(model.input["numeric"],
-                              [t for t in x0.input if _depends_on(t, "numeric")])
-        # one trace each, whatever the number of candidates in a batch
-        self.head = tf.function(lambda x: head(x, training=False), input_signature=[
-            tf.TensorSpec((None, int(x0.output.shape[-1])), tf.float32)])
-        self.numeric = tf.function(lambda x: numeric(x, training=False), input_signature=[
-            tf.TensorSpec((None, len(NUMERIC)), tf.float32)])
-        self._ctx, self._items = None, None
-
-    def _item_parts(self, ctx) -> list[np.ndarray | None]:
-        if self._ctx is not ctx:
-            n = ctx.size
-            outs = self.parts.predict_on_batch({
-                "numeric": np.zeros((n, len(NUMERIC)), np.float32),
-                "category": ctx.category.astype(str)[:, None],
-                "brand": ctx.brand.astype(str)[:, None],
-                "title": ctx.title.astype(str)[:, None]})
-            self._items = [None if num else np.asarray(o, np.float32)
-                           for o, num in zip(outs, self.numeric_slots)]
-            self._ctx = ctx
-        return self._items
-
-    def __call__(self, ctx, cands: CandidateSet) -> np.ndarray:
-        if not len(cands):
-            return np.zeros(0, np.float32)
-        items = self._item_parts(ctx)
-        numeric = self.numeric(cands.numeric)
-        numeric = iter(numeric if isinstance(numeric, (list, tuple)) else [numeric])
-        x0 = np.concatenate([np.asarray(next(numeric), np.float32) if part is None
-                             else part[cands.items] for part in items], axis=1)
-        return np.asarray(self.head(x0), np.float32).reshape(-1)
-
-
-def _depends_on(tensor, input_name: str) -> bool:
-    """Does a functional model's intermediate tensor depend on the input named so?"""
-    todo, seen = [tensor], set()
-    while todo:
-        t = todo.pop()
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        history = getattr(t, "_keras_history", None)
-        if history is None:
-            continue
-        layer = history.operation
-        if isinstance(layer, layers.InputLayer):
-            if layer.name == input_name:
-                return True
-            continue
-        node = layer._inbound_nodes[history.node_index]
-        todo.extend(node.input_tensors)
-    return False
-
-
-def top_lists(model, ctx, steps, sasrec, sizes: dict[str, int],
-              k: int) -> tuple[np.ndarray, np.ndarray]:
-    """([n, k] items, [n, k] logits): the ranker's top-k over each user's candidates
-    (`model` a Keras ranker or an `ItemCachedScorer`)."""
-    cands = generate(ctx, steps, sasrec, sizes)
-    scores = model(ctx, cands) if isinstance(model, ItemCachedScorer) else predict(model, cands)
-    return from_pairs(len(steps), cands.rows, cands.items, scores, k)

@@ -19,7 +19,7 @@ from nightshelf.config import Config
 from nightshelf.records import GateRecord
 from training import lists
 from training.context import ItemContext
-from training.gate import ITEM_KNN, POPULARITY
+from training.gate import POPULARITY, SERVABLE_BASELINES
 from training.steps import OOV, Steps, lookup
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,6 @@ def recommendations(cfg: Config, ctx: ItemContext, steps: Steps, make, kind: str
 
 def serving_job(gate: GateRecord) -> tuple[tuple, tuple]:
     """(rankers, baselines) of `partitions.Job` for what the gate chose to serve."""
-    if gate.serving.kind in (POPULARITY, ITEM_KNN):
+    if gate.serving.kind in SERVABLE_BASELINES:
         return (), (gate.serving.kind,)
     return (("ranker", gate.model_name, gate.serving.model_version),), ()

@@ -4,7 +4,8 @@ a SASRec as a scorer of batches of users over tonight's vocabulary.
 The exported model takes item-id strings (its vocabulary travels inside it as a
 `StringLookup`), so a batch's vocabulary indices are turned back into ids, and the model's
 logits are laid out over the vocabulary the caller works in: a model trained on an older
-vocabulary scores tonight's items, and items it never saw get the row's minimum.
+vocabulary scores tonight's items, and items it never saw get the row's minimum. A ranker
+is served split at x0 (`ItemCachedScorer`), with the numeric features it was trained on.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ import json
 from dataclasses import dataclass
 from typing import Callable
 
+import keras
 import numpy as np
+from keras import layers
 
 from nightshelf.config import Config
 from nightshelf.tracking import SASREC_TAG, setup_mlflow
 from training import lists, ranker
+from training.candidate_set import NUMERIC, CandidateSet
+from training.candidates import generate
 from training.model import item_vocabulary
 from training.steps import Steps
 
@@ -28,23 +33,34 @@ ListMaker = Callable[..., tuple[np.ndarray, np.ndarray]]
 SETTINGS_TAG = "serving_settings"  # on a ranker version: what shaped its inputs (JSON)
 
 
+# the numeric features of the rankers registered before the list was logged with them
+FIRST_FEATURES = tuple(NUMERIC[:24])
+
+
 @dataclass(frozen=True)
 class Settings:
     """What shapes a ranker's inputs; logged with its version, read back to serve it."""
     max_len: int                   # SASRec's input length
     candidates: dict[str, int]     # per source, per user
     weights: dict[str, float]      # event-type weights (features, repeat candidates)
+    features: tuple[str, ...] = FIRST_FEATURES  # its numeric input's columns, in order
 
     @classmethod
     def of(cls, cfg: Config) -> "Settings":
-        return cls(cfg.model.max_len, dict(cfg.ranker.candidates), dict(cfg.events.weights))
+        return cls(cfg.model.max_len, dict(cfg.ranker.candidates), dict(cfg.events.weights),
+                   tuple(NUMERIC))
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "Settings":
-        return cls(**json.loads(text))
+        data = json.loads(text)
+        unknown = sorted(set(data.get("features", ())) - set(NUMERIC))
+        if unknown:
+            raise ValueError(f"serving settings name features this code does not compute: "
+                             f"{unknown}; serve that version with the code that trained it")
+        return cls(**{**data, "features": tuple(data.get("features", FIRST_FEATURES))})
 
 
 def load_registered(cfg: Config, name: str, version: str):
@@ -86,13 +102,14 @@ def load_models(cfg: Config, rankers: tuple[tuple[str, str, str], ...],
                     own.update({"from": ctx, "ctx": dataclasses.replace(
                         ctx, weights=settings.weights)})
                 ctx = own["ctx"]
-            return ranker.top_lists(model, ctx, steps, scorer, settings.candidates, k)
+            return top_lists(model, ctx, steps, scorer, settings.candidates, k,
+                             settings.features)
         return make
 
     for role, name, version in rankers:
         model, sasrec_model, settings = load_registered(cfg, name, version)
         scorer = sasrec_scorer(sasrec_model, vocab, settings.max_len, bs)
-        makers[role] = ranker_maker(ranker.ItemCachedScorer(model), scorer, settings)
+        makers[role] = ranker_maker(ItemCachedScorer(model), scorer, settings)
     alone = None
     if sasrec is not None:
         name, version = sasrec
@@ -129,3 +146,84 @@ def sasrec_scorer(model, vocab: np.ndarray, max_len: int,
             out.append(s)
         return np.concatenate(out) if out else np.zeros((0, len(ids)), np.float32)
     return score
+
+
+class ItemCachedScorer:
+    """A trained ranker split at x0, for serving: the item-side encoders (category, brand,
+    title words) run once per vocabulary item of the context they first meet, the numeric
+    encoder per candidate, and only the cross and deep layers per candidate. Same logits as
+    the whole model (the layers are the same), without re-reading strings per candidate."""
+
+    def __init__(self, model: keras.Model):
+        import tensorflow as tf
+
+        x0 = model.get_layer("x0")
+        self.parts = keras.Model(model.input, x0.input)
+        self.numeric_slots = [_depends_on(t, "numeric") for t in x0.input]
+        head = keras.Model(x0.output, model.output)
+        numeric = keras.Model(model.input["numeric"],
+                              [t for t in x0.input if _depends_on(t, "numeric")])
+        # one trace each, whatever the number of candidates in a batch
+        self.head = tf.function(lambda x: head(x, training=False), input_signature=[
+            tf.TensorSpec((None, int(x0.output.shape[-1])), tf.float32)])
+        self.width = int(model.input["numeric"].shape[-1])  # its numeric features
+        self.numeric = tf.function(lambda x: numeric(x, training=False), input_signature=[
+            tf.TensorSpec((None, self.width), tf.float32)])
+        self._ctx, self._items = None, None
+
+    def _item_parts(self, ctx) -> list[np.ndarray | None]:
+        if self._ctx is not ctx:
+            n = ctx.size
+            outs = self.parts.predict_on_batch({
+                "numeric": np.zeros((n, self.width), np.float32),
+                "category": ctx.category.astype(str)[:, None],
+                "brand": ctx.brand.astype(str)[:, None],
+                "title": ctx.title.astype(str)[:, None]})
+            self._items = [None if num else np.asarray(o, np.float32)
+                           for o, num in zip(outs, self.numeric_slots)]
+            self._ctx = ctx
+        return self._items
+
+    def __call__(self, ctx, cands: CandidateSet) -> np.ndarray:
+        if not len(cands):
+            return np.zeros(0, np.float32)
+        items = self._item_parts(ctx)
+        numeric = self.numeric(cands.numeric)
+        numeric = iter(numeric if isinstance(numeric, (list, tuple)) else [numeric])
+        x0 = np.concatenate([np.asarray(next(numeric), np.float32) if part is None
+                             else part[cands.items] for part in items], axis=1)
+        return np.asarray(self.head(x0), np.float32).reshape(-1)
+
+
+def _depends_on(tensor, input_name: str) -> bool:
+    """Does a functional model's intermediate tensor depend on the input named so?"""
+    todo, seen = [tensor], set()
+    while todo:
+        t = todo.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        history = getattr(t, "_keras_history", None)
+        if history is None:
+            continue
+        layer = history.operation
+        if isinstance(layer, layers.InputLayer):
+            if layer.name == input_name:
+                return True
+            continue
+        node = layer._inbound_nodes[history.node_index]
+        todo.extend(node.input_tensors)
+    return False
+
+
+def top_lists(model, ctx, steps, sasrec, sizes: dict[str, int], k: int,
+              features: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """([n, k] items, [n, k] logits): the ranker's top-k over each user's candidates
+    (`model` a Keras ranker or an `ItemCachedScorer`), its numeric input the columns
+    `features` names (the ones it was trained on; all of `NUMERIC` by default)."""
+    cands = generate(ctx, steps, sasrec, sizes)
+    if features is not None and tuple(features) != tuple(NUMERIC):
+        cands = cands.with_features(features)
+    scores = (model(ctx, cands) if isinstance(model, ItemCachedScorer)
+              else ranker.predict(model, cands))
+    return lists.from_pairs(len(steps), cands.rows, cands.items, scores, k)

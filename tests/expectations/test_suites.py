@@ -111,11 +111,19 @@ def test_sequences_suite(spark, cfg, ctx):
 def test_recommendations_suite_checks_every_invariant(spark, cfg, ctx, tmp_path):
     cat = lake.clean_catalog(cfg, DS)
     cat.mkdir(parents=True)
-    pq.write_table(pa.table({"item_id": ["a", "b", "c", "d"],
-                             "available": [True, True, True, False],
-                             "repurchasable": [False, False, True, False]}), cat / "p.parquet")
+    # the catalog says c is rebought and a is not; it is silent on e, which the night learned
+    # is rebought (the context job's flag), and on f, which it learned is not
+    pq.write_table(pa.table({"item_id": ["a", "b", "c", "d", "e", "f"],
+                             "available": [True, True, True, False, True, True],
+                             "repurchasable": pa.array([False, False, True, False, None, None],
+                                                       pa.bool_())}), cat / "p.parquet")
+    learned = lake.context(cfg, DS, "cutoff", "items")
+    learned.mkdir(parents=True)
+    pq.write_table(pa.table({"item_id": ["a", "e", "f"],
+                             "learned_repurchasable": [True, True, False]}),
+                   learned / "p.parquet")
     t = datetime(2026, 11, 20)
-    _write_sequences(cfg, [("u1", ["a"], ["purchase"], [t], ["a", "c"]),
+    _write_sequences(cfg, [("u1", ["a"], ["purchase"], [t], ["a", "c", "e", "f"]),
                            ("u2", ["b"], ["view"], [t], [])])
 
     def recs(rows):
@@ -131,7 +139,7 @@ def test_recommendations_suite_checks_every_invariant(spark, cfg, ctx, tmp_path)
         return frames.recommendation_frames(spark, cfg, DS, str(path))
 
     good_recs, good_users = recs([("u1", 1, "b", 0.9), ("u1", 2, "c", 0.5),
-                                  ("u2", 1, "a", 0.7)])
+                                  ("u1", 3, "e", 0.4), ("u2", 1, "a", 0.7)])
     assert run_suite(ctx, "recommendations", su.recommendations_suite(cfg), good_recs).success
     assert run_suite(ctx, "recommendations_users", su.eligible_users_suite(cfg),
                      good_users).success
@@ -143,3 +151,30 @@ def test_recommendations_suite_checks_every_invariant(spark, cfg, ctx, tmp_path)
         "_item_in_catalog"}
     res = run_suite(ctx, "recommendations_users", su.eligible_users_suite(cfg), bad_users)
     assert failed(res) == {("expect_column_values_to_be_in_set", "_has_list")}
+    # learned not rebought, bought inside the window: never re-recommended
+    res = run_suite(ctx, "recommendations", su.recommendations_suite(cfg),
+                    recs([("u1", 1, "f", 0.5), ("u2", 1, "a", 0.7)])[0])
+    assert {c for _, c in failed(res)} == {"_not_recently_bought"}
+
+
+def test_coverage_suite_refuses_lists_that_collapse(spark, cfg, ctx, tmp_path):
+    cat = lake.clean_catalog(cfg, DS)
+    cat.mkdir(parents=True)
+    items = [f"i{k}" for k in range(100)]
+    pq.write_table(pa.table({"item_id": items, "available": [True] * 100}), cat / "p.parquet")
+
+    def published(lists):
+        path = tmp_path / f"recs-{len(list(tmp_path.iterdir()))}"
+        path.mkdir()
+        rows = [(u, r + 1, item) for u, lst in lists.items() for r, item in enumerate(lst)]
+        users, ranks, its = (list(c) for c in zip(*rows))
+        pq.write_table(pa.table({"user_id": users, "rank": ranks, "item_id": its}),
+                       path / "p.parquet")
+        return frames.coverage_frame(spark, cfg, DS, str(path), top_n=2)
+
+    # 50 users x 2 items could hold all 100 items; one item for everyone is 1%, below 2%
+    same = published({f"u{k}": ["i0"] for k in range(50)})
+    res = run_suite(ctx, "recommendations_coverage", su.coverage_suite(cfg), same)
+    assert failed(res) == {("expect_column_values_to_be_between", "possible_coverage")}
+    varied = published({f"u{k}": [f"i{k}", f"i{k + 50}"] for k in range(50)})
+    assert run_suite(ctx, "recommendations_coverage", su.coverage_suite(cfg), varied).success

@@ -111,11 +111,14 @@ def test_catalog_is_typed_deduplicated_and_rejects_counted(spark):
         [("i1", "Soap", "Beauty > Skincare", "B", "3.5", "true", "yes"),
          ("i1", "Soap", "Beauty > Skincare", "B", "3.5", "false", "yes"),
          ("i2", "Mug", "Home > Kitchen", "C", "n/a", "true", None),
+         ("i3", "Tea", "Grocery > Tea", "D", "2", "true", None),
+         ("i4", "Pan", "Home > Kitchen", "C", "20", "true", "no"),
          (None, "Ghost", "Home", "C", "1", "true", None)],
         "item_id string, title string, category string, brand string, price string, "
         "available string, repurchasable string")
     good, rejects = clean_catalog(raw, ds=DS)
     rows = good.collect()
-    assert [(r.item_id, r.price, r.available, r.repurchasable) for r in rows] == [
-        ("i1", 3.5, True, True)]
+    # a catalog that does not say whether an item is rebought leaves it to the data (null)
+    assert sorted((r.item_id, r.price, r.available, r.repurchasable) for r in rows) == [
+        ("i1", 3.5, True, True), ("i3", 2.0, True, None), ("i4", 20.0, True, False)]
     assert sorted(r.reject_reason for r in rejects.collect()) == ["bad_price", "missing_item_id"]

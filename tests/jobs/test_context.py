@@ -126,3 +126,51 @@ def test_covisitation_in_many_blocks_equals_the_reference_at_every_point(spark):
         assert got.keys() == want.keys(), name
         for key, value in want.items():
             assert got[key] == pytest.approx(value, rel=1e-6)
+
+
+def test_repurchase_stats_equal_the_reference_and_learn_what_is_rebought(spark):
+    from jobs.context import item_stats, steps_of
+    from tests.training.shop import steps
+
+    # a: bought on days 1 and 3 by u1, twice on day 2 by u2 (one day), on days 4, 8 and 9
+    # by u3: 3 buyers, 2 rebuyers, mean interval (2 / 1 + 5 / 2) / 2 = 2.25 days;
+    # b: one buyer, never rebought; c: viewed only
+    users = ["u1", "u2", "u3"]
+    items = [["a", "b", "a"], ["a", "c", "a"], ["a", "b", "a", "c", "a"]]
+    types = [["purchase", "purchase", "purchase"], ["purchase", "view", "purchase"],
+             ["purchase", "view", "purchase", "view", "purchase"]]
+    days = [[1, 3, 3], [2, 2, 2], [4, 5, 8, 8, 9]]
+    table = sequences(users, items, types, days, [[]] * 3)
+    stats = item_stats(steps_of(spark.createDataFrame(table.to_pandas())), at=AT,
+                       popularity_days=7, weights=WEIGHTS,
+                       rule=context.Repurchase(min_share=0.5, min_buyers=3))
+    got = {r.item_id: r for r in stats.collect()}
+    assert (got["a"].buyers, got["a"].rebuyers) == (3, 2)
+    assert got["a"].rebuy_days == pytest.approx(2.25)
+    assert (got["b"].buyers, got["b"].rebuyers, got["b"].rebuy_days) == (1, 0, None)
+    assert (got["c"].buyers, got["c"].rebuyers) == (0, 0)
+    assert [got[i].learned_repurchasable for i in "abc"] == [True, False, False]
+    buyers, rebuyers, gap = context.repurchase_stats(
+        steps(users, items, types, days, [[]] * 3), len(VOCAB))
+    for k, item in enumerate(VOCAB[2:], start=2):
+        if item in got:
+            assert (buyers[k], rebuyers[k]) == (got[item].buyers, got[item].rebuyers)
+            assert gap[k] == pytest.approx(got[item].rebuy_days or 0.0)
+    # the catalog's flag wins where it has one: b is flagged, a is flagged "no"
+    catalog = context.Catalog(item_ids=list("abc"), title={}, category={}, available=set("abc"),
+                              repurchasable={"b"}, brand={}, price={}, not_repurchasable={"a"})
+    ctx = context.from_tables(stats.toArrow(), _no_neighbours(), AT, VOCAB, catalog, WEIGHTS, 3)
+    flags = dict(zip(VOCAB, ctx.repurchasable))
+    assert (flags["a"], flags["b"], flags["c"]) == (False, True, False)
+    silent = context.Catalog(item_ids=list("abc"), title={}, category={}, available=set("abc"),
+                             repurchasable=set(), brand={}, price={})
+    ctx = context.from_tables(stats.toArrow(), _no_neighbours(), AT, VOCAB, silent, WEIGHTS, 3)
+    assert dict(zip(VOCAB, ctx.repurchasable))["a"]
+    assert ctx.rebuy_share[list(VOCAB).index("a")] == pytest.approx(2 / 3)
+
+
+def _no_neighbours():
+    import pyarrow as pa
+
+    return pa.table({"item_id": pa.array([], pa.string()),
+                     "neighbour_id": pa.array([], pa.string()), "sim": pa.array([], pa.float32())})

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from tests.training.shop import SEQS, VOCAB, context_of, steps
-from training import lists
+from tests.training.shop import AT, CATALOG, SEQS, VOCAB, WEIGHTS, context_of, steps
+from training import context, lists
 from training.evaluate import Evaluation
 
 
@@ -55,3 +55,23 @@ def test_negative_sampling_is_deterministic_and_near_its_rate():
     a, b = sampled(users, items, 0.25), sampled(users, items, 0.25)
     assert (a == b).all() and abs(a.mean() - 0.25) < 0.02
     assert sampled(users, items, 1.0).all()
+
+
+def test_buy_again_ranks_own_purchases_by_frequency_and_recency_under_the_masks():
+    # u1 bought a on days 1 and 2 (each purchase counts 0.5^(age / 30 days)) and d once on
+    # day 9; u2 bought c; u3 bought nothing. Only a is rebought, so d and c stay out inside
+    # the exclusion window
+    seqs = steps(["u1", "u2", "u3"], [["a", "a", "d", "b"], ["c", "a"], ["d"]],
+                 [["purchase", "purchase", "purchase", "view"], ["purchase", "view"],
+                  ["view"]], [[1, 2, 9, 9], [3, 4], [5]], [["a", "d"], ["c"], []])
+    ctx = context.build(seqs, AT, VOCAB, CATALOG, WEIGHTS, 7, context_of(seqs).sim,
+                        context.Repurchase(min_share=0.5, min_buyers=1))
+    flags = dict(zip(VOCAB, ctx.repurchasable))
+    assert flags["a"] and not flags["d"]  # a rebought by its one buyer: learned; d once
+    ranked, scores = lists.buy_again(ctx, seqs, 3)
+    # d was bought inside the exclusion window and is not rebought: masked
+    assert VOCAB[ranked[0][ranked[0] >= 0]].tolist() == ["a"]
+    assert scores[0][0] == pytest.approx(0.5 ** (8.5 / 30) + 0.5 ** (7.5 / 30), rel=1e-5)
+    assert (ranked[1] == -1).all() and (ranked[2] == -1).all()
+    filled = lists.fill(ranked, scores, *lists.popular(ctx, seqs, 3))[0]
+    assert (filled >= 0).all() and VOCAB[filled[1]].tolist().count("c") == 0

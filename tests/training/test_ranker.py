@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from tests.training.shop import AT, CATALOG, SEQS, VOCAB, WEIGHTS, context_of, steps
+from training import candidate_set as CS
 from training import candidates as C
 from training import context
 from training.baselines import ItemKNN
@@ -19,7 +20,7 @@ def test_candidates_respect_the_masks_and_carry_the_users_past():
     got = {(int(r), VOCAB[i]) for r, i in zip(cands.rows, cands.items)}
     # "e" is unavailable; u2 bought "c" (not repurchasable); u1 bought "b" (repurchasable)
     assert got == {(0, "a"), (0, "b"), (0, "c"), (0, "d"), (1, "a"), (1, "b"), (1, "d")}
-    col = {n: j for j, n in enumerate(C.NUMERIC)}
+    col = {n: j for j, n in enumerate(CS.NUMERIC)}
     row = {(int(r), VOCAB[i]): k for k, (r, i) in enumerate(zip(cands.rows, cands.items))}
     u1a = cands.numeric[row[(0, "a")]]
     assert u1a[col["user_item_events"]] == pytest.approx(np.log1p(2))
@@ -91,15 +92,15 @@ def test_cross_layer_is_x0_times_wx_plus_b_plus_x():
 
 
 def _toy_set(n, seed):
-    """Candidates whose label is a cross of two features: category share x repeat score."""
+    """Candidates whose label is a cross of two of 24 numeric features and the category."""
     rng = np.random.default_rng(seed)
-    numeric = rng.normal(size=(n, len(C.NUMERIC))).astype(np.float32)
+    numeric = rng.normal(size=(n, 24)).astype(np.float32)
     cat = rng.choice(["Home", "Sports"], size=n)
     logit = 2.5 * numeric[:, 0] * numeric[:, 1] + 1.5 * (cat == "Home") - 1.0
     y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.float32)
-    cands = C.CandidateSet(rows=np.arange(n) // 10, items=np.zeros(n, np.int64),
-                           numeric=numeric, category=cat, brand=np.full(n, "Acme"),
-                           title=np.where(cat == "Home", "blue mug", "red ball"))
+    cands = CS.CandidateSet(rows=np.arange(n) // 10, items=np.zeros(n, np.int64),
+                            numeric=numeric, category=cat, brand=np.full(n, "Acme"),
+                            title=np.where(cat == "Home", "blue mug", "red ball"))
     return cands, y
 
 
