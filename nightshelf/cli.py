@@ -1,13 +1,5 @@
-"""`nightshelf`: the command line every DAG task and Makefile target calls.
-
-    nightshelf generate [--days N] [--end YYYY-MM-DD]   land a synthetic shop
-    nightshelf bootstrap --until YYYY-MM-DD             clean the landed days before a night
-    nightshelf land|train|train-ranker|gate|drift|publish|report --ds YYYY-MM-DD
-    nightshelf validate --stage raw|clean|features|recommendations --ds YYYY-MM-DD
-    nightshelf night --ds YYYY-MM-DD                    run the whole DAG via `airflow dags test`
-    nightshelf backfill --from YYYY-MM-DD --to YYYY-MM-DD   the nights in order, one DAG run each
-    nightshelf where --ds YYYY-MM-DD                    print where a night's outputs are
-"""
+"""`nightshelf`: the command line every DAG task and Makefile target calls (`nightshelf
+--help` lists the commands, `nightshelf COMMAND --help` their arguments)."""
 
 from __future__ import annotations
 
@@ -21,8 +13,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from nightshelf import lake
-from nightshelf.config import Config, load_config
+from nightshelf import cli_args, lake
+from nightshelf.config import Config, UserError, load_config
 from nightshelf.logs import setup_logging
 
 log = logging.getLogger("nightshelf")
@@ -239,37 +231,20 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="nightshelf", description="Nightly batch recommendations")
-    p.add_argument("--config", help="YAML config (default: $NIGHTSHELF_CONFIG or built-in)")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    g = sub.add_parser("generate", help="land a synthetic shop")
-    g.add_argument("--days", type=int)
-    g.add_argument("--end")
-    b = sub.add_parser("bootstrap", help="clean the landed days before a night")
-    b.add_argument("--until", required=True)
-    b.add_argument("--only-new", action="store_true",
-                   help="only the days never cleaned (go on with a bootstrap that stopped)")
-    for name in ("land", "train", "train-ranker", "gate", "drift", "publish", "report", "night",
-                 "where"):
-        sp = sub.add_parser(name)
-        sp.add_argument("--ds", required=True)
-        if name in ("train", "train-ranker", "gate"):
-            sp.add_argument("--force", action="store_true",
-                            help="redo it even if this night already did it on the same inputs")
-    bf = sub.add_parser("backfill", help="run consecutive nights in order")
-    bf.add_argument("--from", dest="first", required=True)
-    bf.add_argument("--to", dest="last", required=True)
-    v = sub.add_parser("validate")
-    v.add_argument("--stage", required=True,
-                   choices=["raw", "clean", "features", "recommendations"])
-    v.add_argument("--ds", required=True)
-    a = p.parse_args(argv)
+    """Run one command. An error the user fixes from its message (a bad date, an unknown
+    config key, a missing or unreadable landed day, a step run before its inputs exist, a
+    failed suite or drift check) prints that message and exits 1 without a traceback;
+    NIGHTSHELF_TRACEBACK=1 shows it."""
+    a = cli_args.parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ chatter
     setup_logging()
-    if getattr(a, "ds", None):
-        lake.parse_ds(a.ds)
-    cfg = load_config(a.config)
-    COMMANDS[a.cmd](cfg, a)
+    try:
+        cfg = load_config(a.config)
+        COMMANDS[a.cmd](cfg, a)
+    except (UserError, FileNotFoundError) as exc:
+        if os.environ.get("NIGHTSHELF_TRACEBACK") == "1":
+            raise
+        sys.exit(f"nightshelf {a.cmd}: {exc}")
 
 
 if __name__ == "__main__":

@@ -233,7 +233,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"config {where or '<root>'}: unknown key(s) {unknown}; known: {sorted(names)}"
         )
     kwargs = {}

@@ -138,8 +138,9 @@ def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def read_parquet(folder: Path, columns: list[str] | None = None):
-    """The Parquet files of one partition folder as one pyarrow Table, or None if it has none.
+def read_parquet(folder: Path, columns: list[str] | None = None, needs: str = ""):
+    """The Parquet files of one partition folder as one pyarrow Table, or None if it has none
+    (with `needs`, the step that writes it: a FileNotFoundError saying to run it first).
 
     Reads `*.parquet` only, so no other file beside the data is mistaken for one.
     """
@@ -147,6 +148,8 @@ def read_parquet(folder: Path, columns: list[str] | None = None):
 
     files = [str(p) for p in sorted(folder.glob("*.parquet"))] if folder.is_dir() else []
     if not files:
+        if needs:
+            raise FileNotFoundError(f"no Parquet files in {folder}: run {needs} first")
         return None
     return pads.dataset(files, format="parquet").to_table(columns=columns)
 

@@ -16,7 +16,7 @@ PAD, OOV = "", "[UNK]"  # StringLookup's mask and out-of-vocabulary tokens
 
 
 def load_catalog(cfg: Config, ds: str) -> Catalog:
-    t = lake.read_parquet(lake.features(cfg, "items", ds),
+    t = lake.read_parquet(lake.features(cfg, "items", ds), needs=f"the features job for ds={ds}",
                           columns=[S.ITEM, S.TITLE, S.CATEGORY, S.BRAND, S.PRICE, S.AVAILABLE,
                                    S.REPURCHASABLE])
     d = t.to_pydict()
@@ -31,7 +31,8 @@ def load_catalog(cfg: Config, ds: str) -> Catalog:
 
 
 def sequences_table(cfg: Config, ds: str):
-    return lake.read_parquet(lake.features(cfg, "sequences", ds))
+    return lake.read_parquet(lake.features(cfg, "sequences", ds),
+                             needs=f"the features job for ds={ds}")
 
 
 def load_steps(sequences, vocab: np.ndarray) -> Steps:
@@ -88,8 +89,9 @@ def points(cfg: Config, ds: str) -> dict[str, dict]:
 def load_context(cfg: Config, ds: str, point: str, vocab: np.ndarray, catalog: Catalog):
     """The item context of night `ds` as of `point`, from the context job's tables."""
     where = points(cfg, ds)[point]
-    items = lake.read_parquet(lake.context(cfg, ds, point, "items"))
-    neighbours = lake.read_parquet(lake.context(cfg, ds, point, "neighbours"))
+    needs = f"the context job for ds={ds}"
+    items = lake.read_parquet(lake.context(cfg, ds, point, "items"), needs=needs)
+    neighbours = lake.read_parquet(lake.context(cfg, ds, point, "neighbours"), needs=needs)
     return from_tables(items, neighbours, where["at"], vocab, catalog, cfg.events.weights,
                        where["users"])
 

@@ -128,7 +128,8 @@ def inputs_fingerprint(cfg: Config, ds: str) -> str:
 
     h = hashlib.sha256()
     for table, key in (("sequences", S.USER), ("items", S.ITEM)):
-        t = lake.read_parquet(lake.features(cfg, table, ds)).sort_by(key)
+        t = lake.read_parquet(lake.features(cfg, table, ds),
+                              needs=f"the features job for ds={ds}").sort_by(key)
         t = t.select(sorted(t.column_names)).combine_chunks()
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, t.schema) as writer:

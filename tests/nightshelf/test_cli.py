@@ -1,0 +1,42 @@
+"""The CLI as a user meets it: help on every command, user errors without a traceback."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nightshelf.cli_args import HELP, parser
+
+CLI = Path(sys.executable).parent / "nightshelf"
+
+
+def run(tmp_path, *args, **env):
+    base = {k: v for k, v in os.environ.items() if not k.startswith("NIGHTSHELF")}
+    return subprocess.run([str(CLI), *args], text=True, capture_output=True,
+                          env={**base, "NIGHTSHELF_HOME": str(tmp_path), **env})
+
+
+def test_every_command_has_help():
+    sub = next(a for a in parser()._actions if a.dest == "cmd")
+    assert set(sub.choices) == set(HELP)
+    for name, p in sub.choices.items():
+        assert p.description == HELP[name]
+        for action in p._actions:
+            assert action.help, (name, action.dest)
+
+
+@pytest.mark.parametrize("args, env, code, message", [
+    (["night", "--ds", "2026-13-01"], {}, 2, "logical date '2026-13-01' is not YYYY-MM-DD"),
+    (["where", "--ds", "2026-11-01"], {"NIGHTSHELF__SCORING__TOPN": "5"}, 1,
+     "config scoring: unknown key(s) ['topn']"),
+    (["land", "--ds", "2026-11-01"], {}, 1, "no landed folder"),
+    (["gate", "--ds", "2026-11-01"], {}, 1, "run the"),
+])
+def test_a_user_error_says_what_is_wrong_without_a_traceback(tmp_path, args, env, code,
+                                                             message):
+    proc = run(tmp_path, *args, **env)
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
