@@ -29,23 +29,37 @@ from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.operators.bash import BashOperator
-from airflow.sdk import chain, dag
+from airflow.sdk import Asset, Param, chain, dag
+
+from nightshelf import lake
+from nightshelf.config import load_config
+from nightshelf.failures import airflow_callback
 
 REPO = Path(__file__).resolve().parents[1]
 JOB_VENV = Path(os.environ.get("NIGHTSHELF_JOB_VENV", REPO / ".venv"))
 RETRY_DELAY = timedelta(seconds=int(os.environ.get("NIGHTSHELF_RETRY_DELAY_SECONDS", "300")))
 DS = "{{ ds }}"
 
-# added to the worker's environment (NIGHTSHELF_HOME etc. pass through): the job venv first
+CFG = load_config()  # the deployment's config as the scheduler sees it: the Params' defaults
+# downstream DAGs schedule on this: `@dag(schedule=[RECOMMENDATIONS])`
+RECOMMENDATIONS = Asset(name="nightshelf_recommendations",
+                        uri=f"file://{lake.lake(CFG, 'recommendations')}")
+
+# added to the worker's environment (NIGHTSHELF_HOME etc. pass through): the job venv first,
+# and the run's top-N (a DAG Param) for every step that reads it
 JOB_ENV = {
     "PATH": f"{JOB_VENV / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
     "PYSPARK_PYTHON": str(JOB_VENV / "bin" / "python"),
+    "NIGHTSHELF__SCORING__TOP_N": "{{ params.top_n }}",
 }
+FORCE = "{{ ' --force' if params.force_retrain else '' }}"
 
 
-def step(task_id: str, command: str, **kwargs) -> BashOperator:
-    """A task that runs `nightshelf <command> --ds <ds>` in the job environment."""
-    return BashOperator(task_id=task_id, bash_command=f"nightshelf {command} --ds {DS}",
+def step(task_id: str, command: str, force: bool = False, **kwargs) -> BashOperator:
+    """A task that runs `nightshelf <command> --ds <ds>` in the job environment (`force`: and
+    `--force` when the run's `force_retrain` Param says so)."""
+    return BashOperator(task_id=task_id,
+                        bash_command=f"nightshelf {command} --ds {DS}{FORCE if force else ''}",
                         env=JOB_ENV, append_env=True, **kwargs)
 
 
@@ -65,7 +79,17 @@ def spark_job(task_id: str, job: str) -> SparkSubmitOperator:
     max_active_runs=1,
     doc_md=__doc__,
     tags=["nightshelf", "recsys", "nightly"],
-    default_args={"owner": "nightshelf", "retries": 2, "retry_delay": RETRY_DELAY},
+    params={
+        "force_retrain": Param(False, type="boolean",
+                               description="retrain SASRec and the ranker even if this night "
+                                           "already trained them on the same inputs"),
+        "top_n": Param(CFG.scoring.top_n, type="integer", minimum=1,
+                       description="items per user in the published lists"),
+    },
+    default_args={"owner": "nightshelf", "retries": 2, "retry_delay": RETRY_DELAY,
+                  # tier L's longest task (evaluate) takes 20 minutes on 2 cores
+                  "execution_timeout": timedelta(hours=3),
+                  "on_failure_callback": airflow_callback},
 )
 def recsys_nightly():
     # a failed suite will fail again on the same data: no retries for validation
@@ -78,15 +102,15 @@ def recsys_nightly():
         spark_job("features", "features"),
         step("validate_features", "validate --stage features", **no_retry),
         spark_job("context", "context"),
-        step("train", "train"),
+        step("train", "train", force=True),
         spark_job("ranker_rows", "ranker_rows"),
-        step("train_ranker", "train-ranker"),
+        step("train_ranker", "train-ranker", force=True),
         spark_job("evaluate", "evaluate"),
         step("gate", "gate"),
         spark_job("score", "score"),
         step("validate_recommendations", "validate --stage recommendations", **no_retry),
         step("drift", "drift", **no_retry),
-        step("publish", "publish"),
+        step("publish", "publish", outlets=[RECOMMENDATIONS]),
         step("report", "report"),
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from nightshelf import lake
+from nightshelf import failures, lake
 from nightshelf.config import Config
 from nightshelf.records import (
     CleanCounts,
@@ -67,6 +67,9 @@ def render(cfg: Config, ds: str) -> str:
                   "- validation: " + ", ".join(
                       f"{k}={'ok' if v and v['success'] else 'missing'}"
                       for k, v in manifest["validation"].items()), ""]
+    failed = failures.read(cfg, ds)
+    if failed:  # tries that failed before the night went through (retries, reruns)
+        lines += [failures.section(failed)]
     lines += ["## Where to look", "", f"- Data Docs: {lake.data_docs_index(cfg)}",
               f"- MLflow UI: make ui  (store {cfg.tracking_uri})", ""]
     return "\n".join(lines)

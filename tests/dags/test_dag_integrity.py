@@ -62,5 +62,29 @@ def test_other_steps_call_the_cli_in_the_job_environment(bag):
         if task.task_id in SPARK_JOBS:
             continue
         assert task.bash_command.startswith("nightshelf ")
-        assert task.bash_command.endswith("--ds {{ ds }}")
+        force = "{{ ' --force' if params.force_retrain else '' }}"
+        want = "--ds {{ ds }}" + (force if task.task_id in ("train", "train_ranker") else "")
+        assert task.bash_command.endswith(want), task.task_id
         assert task.env["PATH"].split(":")[0].endswith("/bin")
+
+
+def test_params_asset_timeouts_and_failure_callback(bag):
+    import jinja2
+
+    from nightshelf.failures import airflow_callback
+
+    dag = bag.dags["recsys_nightly"]
+    assert dag.params["force_retrain"] is False and dag.params["top_n"] >= 1
+    render = jinja2.Template(dag.get_task("train").bash_command)
+    assert render.render(ds="2026-11-22", params={"force_retrain": True}) == (
+        "nightshelf train --ds 2026-11-22 --force")
+    assert render.render(ds="2026-11-22", params={"force_retrain": False}) == (
+        "nightshelf train --ds 2026-11-22")
+    assert dag.get_task("score").env_vars["NIGHTSHELF__SCORING__TOP_N"] == "{{ params.top_n }}"
+    (outlet,) = dag.get_task("publish").outlets
+    assert outlet.name == "nightshelf_recommendations"
+    assert outlet.uri.startswith("file://") and outlet.uri.endswith("/recommendations")
+    for task in dag.tasks:
+        assert task.execution_timeout is not None, task.task_id
+        assert airflow_callback in (task.on_failure_callback or []) or (
+            task.on_failure_callback is airflow_callback), task.task_id
