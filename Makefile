@@ -81,7 +81,7 @@ NIGHTS ?= 3
 # model's holdout NDCG@10 / HR@10 / coverage and the gate's decision per night
 bench-quality-night: install
 	$(VENV)/bin/python bench/quality_night.py --profile $(PROFILE) --nights $(NIGHTS) \
-		$(if $(OUT),--out $(OUT)) $(BENCH_ARGS)
+		$(if $(CONFIG),--config $(CONFIG)) $(if $(OUT),--out $(OUT)) $(BENCH_ARGS)
 
 TIERS ?= S M L
 # a whole night per scale tier through the DAG, per stage: wall time, rows/s, peak RSS

@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> None:
                         "span two months)")
     p.add_argument("--root", default=str(REPO / "var" / "bench-quality-night"))
     p.add_argument("--out", default=None)
+    p.add_argument("--config", default=None,
+                   help="a shop's config (NIGHTSHELF_CONFIG), e.g. bench/profiles/grocery.yaml")
     p.add_argument("--reuse", action="store_true",
                    help="keep a generated shop and its cleaned history")
     a = p.parse_args(argv)
@@ -86,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     env = {**os.environ, "NIGHTSHELF_HOME": str(home), "NIGHTSHELF__SHOP__PROFILE": a.profile,
            "TF_CPP_MIN_LOG_LEVEL": "2",
            "NIGHTSHELF_AIRFLOW_VENV": str(REPO / ".venv-airflow")}
+    if a.config:
+        env["NIGHTSHELF_CONFIG"] = str(Path(a.config).resolve())
     if a.users:
         env["NIGHTSHELF__SHOP__USERS"] = str(a.users)
     days = a.days or (56 if a.profile == "grocery" else None)
@@ -101,8 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     _nightshelf(env, "backfill", "--from", first.isoformat(), "--to", last.isoformat())
     rows = [r for i in range(a.nights)
             for r in rows_of(cfg, (first + datetime.timedelta(days=i)).isoformat())]
-    result = {"profile": a.profile, "users": cfg.shop.users, "days": cfg.shop.days,
-              "nights": a.nights,
+    result = {"profile": a.profile, "config": a.config, "users": cfg.shop.users,
+              "days": cfg.shop.days, "nights": a.nights,
               "seconds": round(time.monotonic() - t0), "rows": rows}
     out = Path(a.out or REPO / "bench" / "results" / f"quality-night-{a.profile}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
