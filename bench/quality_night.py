@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = ("ranker", "sasrec", "popularity", "item_knn", "buy_again", "als")
+MODELS = ("ranker", "champion", "sasrec", "popularity", "item_knn", "buy_again", "als")
 METRICS = ("ndcg@10", "hr@10", "coverage")
 
 
@@ -45,9 +45,9 @@ def rows_of(cfg, ds: str) -> list[dict]:
             continue
         out.append({"night": ds, "model": model, "users": rep["users"],
                     **{m: round(float(rep[m]), 4) for m in METRICS if m in rep},
-                    "served": (gate.promoted and model == "ranker")
-                    or gate.serving.kind == model})
-    best = max((r for r in out if r["model"] not in ("ranker", "sasrec")),
+                    "served": (model == ("ranker" if gate.promoted else "champion")
+                               and gate.serving.kind == "model") or gate.serving.kind == model})
+    best = max((r for r in out if r["model"] not in ("ranker", "champion", "sasrec")),
                key=lambda r: r["ndcg@10"])
     for r in out:
         r["gate"] = gate.reason if r["model"] == "ranker" else ""
@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="a shop's config (NIGHTSHELF_CONFIG), e.g. bench/profiles/grocery.yaml")
     p.add_argument("--reuse", action="store_true",
                    help="keep a generated shop and its cleaned history")
+    p.add_argument("--report-only", action="store_true",
+                   help="only collect the nights an earlier run published in --root")
     a = p.parse_args(argv)
     sys.path.insert(0, str(REPO))
     from nightshelf.config import load_config
@@ -99,10 +101,11 @@ def main(argv: list[str] | None = None) -> None:
     last = datetime.date.fromisoformat(cfg.shop.end)
     first = last - datetime.timedelta(days=a.nights - 1)
     t0 = time.monotonic()
-    if not (a.reuse and (home / "landing").is_dir()):
-        subprocess.run(["rm", "-rf", str(home)], check=True)
-        _nightshelf(env, "generate")
-    _nightshelf(env, "backfill", "--from", first.isoformat(), "--to", last.isoformat())
+    if not a.report_only:
+        if not (a.reuse and (home / "landing").is_dir()):
+            subprocess.run(["rm", "-rf", str(home)], check=True)
+            _nightshelf(env, "generate")
+        _nightshelf(env, "backfill", "--from", first.isoformat(), "--to", last.isoformat())
     rows = [r for i in range(a.nights)
             for r in rows_of(cfg, (first + datetime.timedelta(days=i)).isoformat())]
     result = {"profile": a.profile, "config": a.config, "users": cfg.shop.users,
