@@ -116,6 +116,11 @@ def run(spark, cfg: Config, ds: str) -> EvaluationRecord:
                 mlflow.log_metrics({prefix + metric_key(k): float(v) for k, v in rep.items()})
         mlflow.log_figure(plots.metrics_at_k(reports), "plots/metrics_at_k.png")
         mlflow.log_text(comparison_table(reports), "comparison.md")
+        # the same comparison as a table the UI can sort and chart (one row per model)
+        mlflow.log_table({"model": list(reports),
+                          **{k: [float(reports[m].get(k, float("nan"))) for m in reports]
+                             for k in ("ndcg@10", "hr@10", "recall@10", "mrr", "coverage")}},
+                         artifact_file="comparison.json")
         mlflow.log_metric("evaluate_seconds", time.monotonic() - t0)
     log.info("evaluate ds=%s on %d holdout users in %.0fs: %s", ds,
              reports["ranker"]["users"], time.monotonic() - t0,

@@ -87,8 +87,15 @@ def run(cfg: Config, ds: str, force: bool = False) -> GateRecord:
         kind = fallback_baseline(ev.baselines, cfg.gate.metric)
         serving = Serving(kind, f"baseline:{kind}", trained.run_id)
     with mlflow.start_run(run_id=trained.run_id):
+        served = (f"{name} v{serving.model_version}" if serving.kind == "model"
+                  else f"the {serving.kind} baseline")
         mlflow.set_tags({"gate.promoted": str(promote), "gate.reason": why,
-                         "gate.serving_version": serving.model_version})
+                         "gate.serving_version": serving.model_version,
+                         # the run's description in the MLflow UI
+                         "mlflow.note.content": (
+                             f"Night {ds}: {name} v{version} was "
+                             f"{'promoted to champion' if promote else 'kept out'} ({why}). "
+                             f"The published lists come from {served}.")})
         if champ_report:
             mlflow.log_metrics({f"champion.{metric_key(k)}": float(v)
                                 for k, v in champ_report.items()})

@@ -158,8 +158,15 @@ def test_mlflow_run_finished_with_metrics_and_a_registered_champion(night):
     run = client.get_run(manifest["challenger"]["run_id"])
     assert run.info.status == "FINISHED"
     assert {"ndcg_at_10", "recall_at_10", "popularity.ndcg_at_10", "item_knn.ndcg_at_10",
-            "als.ndcg_at_10", "sasrec.ndcg_at_10", "loss",
+            "als.ndcg_at_10", "sasrec.ndcg_at_10", "buy_again.ndcg_at_10", "loss",
             "ranker.val_loss"} <= set(run.data.metrics)
+    # the run says what was served and why; the comparison is a table the UI can sort
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith(f"Night {DS}: {cfg.ranker.name} v") and "published lists" in note
+    table = json.loads(open(mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="comparison.json")).read())
+    assert {"ranker", "buy_again", "als"} <= set(
+        row[table["columns"].index("model")] for row in table["data"])
     assert len(client.get_metric_history(run.info.run_id, "loss")) >= 2
     assert len(client.get_metric_history(run.info.run_id, "ranker.loss")) >= 2
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
