@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 
 from nightshelf import lake
 from nightshelf import schema as S
-from nightshelf.config import Config
+from nightshelf.config import Config, MissingInput
 from nightshelf.landing import require_columns
 
 log = logging.getLogger("nightshelf.clean")
@@ -58,7 +58,7 @@ def latest_catalog_folder(cfg: Config, ds: str):
         return wanted
     older = sorted(p for p in base.glob("ds=*") if p.name <= wanted.name) if base.is_dir() else []
     if not older:
-        raise FileNotFoundError(
+        raise MissingInput(
             f"catalog for ds={ds}: nothing landed in {base} on or before that day; land a "
             f"catalog snapshot in {wanted}"
         )

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from jobs.storage import write_atomically
 from nightshelf import lake
 from nightshelf import schema as S
-from nightshelf.config import Config
+from nightshelf.config import Config, MissingInput
 from nightshelf.spark import job_main
 
 log = logging.getLogger("nightshelf.features")
@@ -131,8 +131,8 @@ def read_history(spark, cfg: Config, ds: str) -> DataFrame:
     """Clean event partitions from `history_days` before `ds` up to `ds`."""
     base = lake.clean_events(cfg)
     if not lake.clean_events(cfg, ds).is_dir():
-        raise FileNotFoundError(f"features for ds={ds}: no clean events in "
-                                f"{lake.clean_events(cfg, ds)}; run the clean job for that day")
+        raise MissingInput(f"features for ds={ds}: no clean events in "
+                           f"{lake.clean_events(cfg, ds)}; run the clean job for that day")
     first = lake.part((lake.parse_ds(ds) - timedelta(days=cfg.features.history_days)).isoformat())
     paths = sorted(str(p) for p in base.glob("ds=*") if first <= p.name <= lake.part(ds))
     log.info("features for ds=%s: reading %d clean partitions", ds, len(paths))

@@ -231,17 +231,17 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run one command. An error the user fixes from its message (a bad date, an unknown
-    config key, a missing or unreadable landed day, a step run before its inputs exist, a
-    failed suite or drift check) prints that message and exits 1 without a traceback;
-    NIGHTSHELF_TRACEBACK=1 shows it."""
+    """Run one command. An error the user fixes from its message (`UserError`: a bad date,
+    an unknown config key, a missing or unreadable landed day, a step run before its inputs
+    exist, a failed suite or drift check) prints that message and exits 1 without a
+    traceback (NIGHTSHELF_TRACEBACK=1 shows it); anything else keeps its traceback."""
     a = cli_args.parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ chatter
     setup_logging()
     try:
         cfg = load_config(a.config)
         COMMANDS[a.cmd](cfg, a)
-    except (UserError, FileNotFoundError) as exc:
+    except UserError as exc:
         if os.environ.get("NIGHTSHELF_TRACEBACK") == "1":
             raise
         sys.exit(f"nightshelf {a.cmd}: {exc}")

@@ -29,6 +29,11 @@ class UserError(Exception):
     without a traceback, and a retry of the task cannot help."""
 
 
+class MissingInput(UserError, FileNotFoundError):
+    """A step's input is not there (a day not landed, a step run before the one that writes
+    its input): the message names the path and the step to run first."""
+
+
 class ConfigError(UserError, ValueError):
     """The configuration cannot be read: the message names the key and what is expected."""
 

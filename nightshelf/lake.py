@@ -7,7 +7,7 @@ import json
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
-from nightshelf.config import Config, UserError
+from nightshelf.config import Config, MissingInput, UserError
 
 
 class DateError(UserError, ValueError):
@@ -149,7 +149,7 @@ def read_parquet(folder: Path, columns: list[str] | None = None, needs: str = ""
     files = [str(p) for p in sorted(folder.glob("*.parquet"))] if folder.is_dir() else []
     if not files:
         if needs:
-            raise FileNotFoundError(f"no Parquet files in {folder}: run {needs} first")
+            raise MissingInput(f"no Parquet files in {folder}: run {needs} first")
         return None
     return pads.dataset(files, format="parquet").to_table(columns=columns)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 
 from nightshelf import lake
-from nightshelf.config import Config
+from nightshelf.config import Config, MissingInput
 from nightshelf.records import CleanCounts, GateRecord, RankerRecord, ScoreRecord, ValidationRecord
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def publish(cfg: Config, ds: str) -> dict:
     recover(target)
     validated = ValidationRecord.find(cfg, ds, "recommendations")
     if not staging.is_dir():
-        raise FileNotFoundError(f"publish ds={ds}: nothing staged in {staging}; run score first")
+        raise MissingInput(f"publish ds={ds}: nothing staged in {staging}; run score first")
     if not validated or not validated.success:
         raise RuntimeError(f"publish ds={ds}: the staged lists have not passed the "
                            f"recommendations suite; nothing published")

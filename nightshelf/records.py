@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from nightshelf import lake
-from nightshelf.config import Config
+from nightshelf.config import Config, MissingInput
 
 R = TypeVar("R", bound="Record")
 
@@ -54,8 +54,8 @@ class Record:
     def read(cls: type[R], cfg: Config, ds: str, *key: str) -> R:
         found = cls.find(cfg, ds, *key)
         if found is None:
-            raise FileNotFoundError(f"{cls.path(cfg, ds, *key)} is missing: run the "
-                                    f"{' '.join((cls.NAME, *key))} step for ds={ds} first")
+            raise MissingInput(f"{cls.path(cfg, ds, *key)} is missing: run the "
+                               f"{' '.join((cls.NAME, *key))} step for ds={ds} first")
         return found
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from nightshelf.config import Config
 
@@ -30,6 +31,20 @@ def setup_mlflow(cfg: Config) -> str:
         exp_id = exp.experiment_id
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+def log_datasets(folders: dict[str, Path], digest: str, context: str = "training") -> None:
+    """Log each named folder (a night's input table) as an MLflow dataset input of the active
+    run: its URI as the source and `digest` (the fingerprint of what was read) as its
+    digest, so the UI shows which data a model was trained on."""
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    for name, folder in folders.items():
+        source = resolve_dataset_source(folder.resolve().as_uri())
+        mlflow.log_input(MetaDataset(source=source, name=name, digest=digest[:16]),
+                         context=context)
 
 
 def metric_key(name: str) -> str:

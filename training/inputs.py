@@ -8,7 +8,7 @@ import numpy as np
 
 from nightshelf import lake
 from nightshelf import schema as S
-from nightshelf.config import Config
+from nightshelf.config import Config, MissingInput
 from training.context import Catalog, Repurchase, from_tables
 from training.steps import Steps, from_arrow, type_weights
 
@@ -71,8 +71,8 @@ def night_vocab(cfg: Config, ds: str) -> np.ndarray:
     """The night's vocabulary as the context job wrote it, with padding and unknown first."""
     t = lake.read_parquet(lake.context(cfg, ds, "vocab"), columns=[S.ITEM])
     if t is None:
-        raise FileNotFoundError(f"no vocabulary in {lake.context(cfg, ds, 'vocab')}: run the "
-                                f"context job for ds={ds} first")
+        raise MissingInput(f"no vocabulary in {lake.context(cfg, ds, 'vocab')}: run the "
+                           f"context job for ds={ds} first")
     return np.array([PAD, OOV] + t.column(S.ITEM).to_pylist(), dtype=object)
 
 
@@ -80,8 +80,8 @@ def points(cfg: Config, ds: str) -> dict[str, dict]:
     """{point: {"at": datetime, "users": n}} as the context job wrote them."""
     data = lake.read_json(lake.context(cfg, ds, "points.json"))
     if data is None:
-        raise FileNotFoundError(f"{lake.context(cfg, ds, 'points.json')} is missing: run the "
-                                f"context job for ds={ds} first")
+        raise MissingInput(f"{lake.context(cfg, ds, 'points.json')} is missing: run the "
+                           f"context job for ds={ds} first")
     return {k: {"at": datetime.fromisoformat(v["at"]), "users": v["users"]}
             for k, v in data.items()}
 

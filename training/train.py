@@ -30,7 +30,7 @@ from nightshelf import lake
 from nightshelf import schema as S
 from nightshelf.config import Config
 from nightshelf.records import Record, SasrecRecord
-from nightshelf.tracking import CHAMPION, SASREC_TAG, setup_mlflow
+from nightshelf.tracking import CHAMPION, SASREC_TAG, log_datasets, setup_mlflow
 from training import fit as loop
 from training import inputs, plots
 from training.model import SASRec, build_sasrec, item_vocabulary, scoring_model
@@ -186,6 +186,8 @@ def run(cfg: Config, ds: str, force: bool = False) -> SasrecRecord:
         mlflow.log_params({f"model.{k}": v for k, v in vars(cfg.model).items()})
         mlflow.log_params({"data.users": len(steps), "data.items": len(items),
                            "data.label_start": start.isoformat(), "data.ds": ds})
+        log_datasets({f"{t} ds={ds}": lake.features(cfg, t, ds) for t in ("sequences", "items")},
+                     fingerprint)
         t0 = time.monotonic()
         warm = champion_sasrec(cfg) if cfg.model.warm_start else None
         model, history, sizes = fit(cfg, before, vocab, warm)

@@ -160,6 +160,10 @@ def test_mlflow_run_finished_with_metrics_and_a_registered_champion(night):
     assert {"ndcg_at_10", "recall_at_10", "popularity.ndcg_at_10", "item_knn.ndcg_at_10",
             "als.ndcg_at_10", "sasrec.ndcg_at_10", "buy_again.ndcg_at_10", "loss",
             "ranker.val_loss"} <= set(run.data.metrics)
+    # the night's inputs are the run's datasets, with the fingerprint of what was read
+    inputs = {d.dataset.name: d.dataset for d in run.inputs.dataset_inputs}
+    assert {f"sequences ds={DS}", f"items ds={DS}"} <= set(inputs)
+    assert all(len(d.digest) == 16 for d in inputs.values())
     # the run says what was served and why; the comparison is a table the UI can sort
     note = run.data.tags["mlflow.note.content"]
     assert note.startswith(f"Night {DS}: {cfg.ranker.name} v") and "published lists" in note
