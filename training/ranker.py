@@ -79,8 +79,13 @@ def default_parts(train: CandidateSet, cfg) -> tuple[dict, dict, list, list, lay
               "category": keras.Input(shape=(1,), dtype="string", name="category"),
               "brand": keras.Input(shape=(1,), dtype="string", name="brand"),
               "title": keras.Input(shape=(1,), dtype="string", name="title")}
-    norm = layers.Normalization(name="numeric_norm")
-    norm.adapt(train.numeric)
+    # normalised by the training rows' mean and variance; a feature constant in them (a flag
+    # no training row sets) keeps unit scale, so a row that sets it later gets a bounded
+    # input instead of one divided by ~0 (which sent validation losses to ~100)
+    mean = train.numeric.astype(np.float64).mean(axis=0)
+    var = train.numeric.astype(np.float64).var(axis=0)
+    norm = layers.Normalization(mean=mean, variance=np.where(var < 1e-6, 1.0, var),
+                                name="numeric_norm")
 
     def lookup(name: str, values: np.ndarray) -> Callable:
         vocab = sorted({str(v) for v in values if v})

@@ -121,3 +121,16 @@ def test_the_ranker_learns_a_feature_cross_and_survives_a_save(tmp_path):
     model.save(path)
     again = keras.saving.load_model(path)
     np.testing.assert_allclose(ranker.predict(again, test), p, rtol=1e-5, atol=1e-5)
+
+
+def test_a_feature_constant_in_training_keeps_unit_scale_at_serving():
+    from nightshelf.config import load_config
+    from training import ranker
+
+    train, _ = _toy_set(200, 4)
+    train.numeric[:, 5] = 0.0  # a flag no training row sets
+    inputs, encoders, *_ = ranker.default_parts(train, load_config(environ={}).ranker)
+    row = np.zeros((1, train.numeric.shape[1]), np.float32)
+    row[0, 5] = 1.0
+    out = np.asarray(encoders["numeric"](row))
+    assert abs(out[0, 5] - 1.0) < 1e-6 and np.abs(out).max() < 10
