@@ -84,7 +84,7 @@ def test_grocery_learns_what_is_rebought_and_keeps_the_vocabulary_to_what_was_to
 
     profile, cfg = night
     if profile != "grocery":
-        pytest.skip("the grocery profile's catalog has no repurchasable flags")
+        pytest.skip("grocery only: its catalog has no repurchasable flags to learn")
     vocab = inputs.night_vocab(cfg, DS)
     catalog = inputs.load_catalog(cfg, DS)
     # the catalog is silent on rebuying: the night learned it from the purchases
