@@ -87,11 +87,11 @@ def _brands(rng: np.random.Generator, n: int) -> list[str]:
     return sorted(names)
 
 
-def make_catalog(shop: ShopConfig, rng: np.random.Generator,
-                 prof: Profile | None = None) -> Catalog:
+def make_catalog(shop: ShopConfig, rng: np.random.Generator) -> Catalog:
     """Items with a leaf category, a brand of their top category, a price level by brand, a
-    power-law popularity and three related items (same leaf, nearest in price)."""
-    prof = prof or profile(shop.profile)
+    power-law popularity and three related items (same leaf, nearest in price), sized and
+    shaped by the shop's profile."""
+    prof = profile(shop.profile)
     leaves = _leaves()
     tops = list(TAXONOMY)
     brands = _brands(rng, 5 * len(tops))
@@ -268,7 +268,7 @@ def generate(cfg: Config, days: int | None = None, end: str | None = None) -> di
     start_day = end_day - timedelta(days=days - 1)
     rng = np.random.default_rng(shop.seed)
     shop = dataclasses.replace(shop, days=days)
-    cat = make_catalog(shop, rng, prof)
+    cat = make_catalog(shop, rng)
     users = make_users(shop, len(_leaves()), rng)
     homes = None
     if prof.baskets:

@@ -119,8 +119,8 @@ def basket_day(day: int, day_start: float, active: np.ndarray, homes: Households
     user, item = user[np.sort(idx)], item[np.sort(idx)]
     order = np.argsort(user, kind="stable")
     user, item = user[order], item[order]
-    trip_start = dict(zip(shoppers.tolist(), day_start + rng.beta(3, 2, size=n) * 80000.0))
-    starts = np.array([trip_start[u] for u in user.tolist()]) if len(user) else np.zeros(0)
+    trip_start = day_start + rng.beta(3, 2, size=n) * 80000.0  # shoppers are sorted
+    starts = trip_start[np.searchsorted(shoppers, user)]
     pos = np.arange(len(user)) - np.searchsorted(user, user)
     session = np.char.add(np.char.add(f"S{day:03d}-", user.astype(str)), "-b").astype(object)
     return {"user": user, "item": item,
