@@ -51,7 +51,7 @@ def rows_of(cfg, ds: str) -> list[dict]:
                key=lambda r: r["ndcg@10"])
     for r in out:
         r["gate"] = gate.reason if r["model"] == "ranker" else ""
-        r["ranker_over_best_baseline"] = (round(out[0]["ndcg@10"] / best["ndcg@10"] - 1, 4)
+        r["ranker_over_best_baseline"] = (round(r["ndcg@10"] / best["ndcg@10"] - 1, 4)
                                           if r["model"] == "ranker" and best["ndcg@10"] else None)
     return out
 

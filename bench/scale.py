@@ -220,7 +220,7 @@ print(json.dumps({{"kind": "model", "ranker": _dense_flops(ranker),
 def _records(home: Path, ds: str) -> dict:
     runs = home / "lake" / "runs" / f"ds={ds}"
     out = {}
-    for name in ("score", "ranker_rows", "evaluation"):
+    for name in ("score", "ranker_rows", "evaluation", "gate"):
         path = runs / f"{name}.json"
         out[name] = json.loads(path.read_text()) if path.exists() else {}
     counts = sorted((home / "lake" / "clean" / "_counts").glob("ds=*/counts.json"))
@@ -352,8 +352,7 @@ def run_tier(tier: str, root: Path, matmul: float, earlier: list[dict], *,
             row(stage, wall, stage_rows(stage, rec), st, **extra)
     # the night's holdout quality, kept with its cost: NDCG@10 per model and the gate's call
     reports = rec["evaluation"].get("reports", {})
-    gate_path = home / "lake" / "runs" / f"ds={END}" / "gate.json"
-    gate = json.loads(gate_path.read_text()) if gate_path.exists() else {}
+    gate = rec["gate"]
     row("night", seconds, rec["raw_rows"], s.peak,
         ndcg_at_10={m: round(r["ndcg@10"], 4) for m, r in reports.items() if "ndcg@10" in r},
         promoted=gate.get("promoted"), gate_reason=gate.get("reason"))

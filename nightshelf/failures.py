@@ -21,7 +21,7 @@ def record(cfg: Config, ds: str, task: str, try_number: int, error: str) -> dict
     entry = {"task": task, "try": try_number, "error": error[-ERROR_CHARS:],
              "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     path = runs / "failures.json"
-    entries = (json.loads(path.read_text()) if path.exists() else []) + [entry]
+    entries = (lake.read_json(path) or []) + [entry]
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(entries, indent=2))
     tmp.replace(path)
@@ -33,8 +33,7 @@ def record(cfg: Config, ds: str, task: str, try_number: int, error: str) -> dict
 
 
 def read(cfg: Config, ds: str) -> list[dict]:
-    path = lake.run_dir(cfg, ds) / "failures.json"
-    return json.loads(path.read_text()) if path.exists() else []
+    return lake.read_json(lake.run_dir(cfg, ds) / "failures.json") or []
 
 
 def section(entries: list[dict]) -> str:
