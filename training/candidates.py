@@ -248,19 +248,15 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
         "item_rebuy_share": ctx.rebuy_share[ci],
         "item_log_rebuy_days": np.log1p(ctx.rebuy_days[ci]),
     }
-    # how far through its usual rebuy interval the user is with an item they bought: known
-    # only for an item they bought that others rebuy
-    cycle_days, rebuy = own_value(since_buy, np.inf), ctx.rebuy_days[ci]
-    known = np.isfinite(cycle_days) & (rebuy > 0)
-    features["user_item_cycle_known"] = known
-    features["user_item_cycle"] = np.where(
-        known, np.minimum(cycle_days / np.maximum(rebuy, 1e-3), CYCLE_CAP), 0.0)
-    # ... and through the user's own interval between purchases of it, where they rebought it
-    gap = own_value(own_gap, 0.0)
-    mine_known = gap > 0
-    features["user_item_own_cycle_known"] = mine_known
-    features["user_item_own_cycle"] = np.where(
-        mine_known, np.minimum(cycle_days / np.maximum(gap, 1e-3), CYCLE_CAP), 0.0)
+    # how far the user is through an interval since they last bought the item: the item's
+    # usual rebuy interval (known for an item they bought that others rebuy) and their own
+    # interval between purchases of it (known where they rebought it)
+    cycle_days = own_value(since_buy, np.inf)
+    for name, interval in (("cycle", ctx.rebuy_days[ci]), ("own_cycle", own_value(own_gap, 0.0))):
+        known = np.isfinite(cycle_days) & (interval > 0)
+        features[f"user_item_{name}_known"] = known
+        features[f"user_item_{name}"] = np.where(
+            known, np.minimum(cycle_days / np.maximum(interval, 1e-3), CYCLE_CAP), 0.0)
     features["user_item_log_purchases"] = np.log1p(own_value(n_buys, 0))
     # a sparse source's rank for an item it did not score: just past its last scored item
     for name, depth in (("covisit", covisit_depth), ("repeat", repeat_depth)):
