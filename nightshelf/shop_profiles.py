@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nightshelf.config import ConfigError
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -57,8 +59,8 @@ PROFILES = {
 
 def profile(name: str) -> Profile:
     if name not in PROFILES:
-        raise ValueError(f"config shop.profile: unknown profile {name!r}; known: "
-                         f"{sorted(PROFILES)}")
+        raise ConfigError(f"config shop.profile: unknown profile {name!r}; known: "
+                          f"{sorted(PROFILES)}")
     return PROFILES[name]
 
 

@@ -32,6 +32,7 @@ def test_every_command_has_help():
     (["where", "--ds", "2026-11-01"], {"NIGHTSHELF__SCORING__TOPN": "5"}, 1,
      "config scoring: unknown key(s) ['topn']"),
     (["land", "--ds", "2026-11-01"], {}, 1, "no landed folder"),
+    (["generate"], {"NIGHTSHELF__SHOP__PROFILE": "bakery"}, 1, "unknown profile 'bakery'"),
     (["gate", "--ds", "2026-11-01"], {}, 1, "run the"),
 ])
 def test_a_user_error_says_what_is_wrong_without_a_traceback(tmp_path, args, env, code,
