@@ -11,14 +11,16 @@ NS := $(VENV)/bin/nightshelf
 DS ?= $(shell sed -n 's/^  end: "\(.*\)".*/\1/p' nightshelf/defaults.yaml)
 PYTEST_ARGS ?=
 
-.PHONY: install demo night backfill test lint ui bench-quality bench-quality-night bench-scale \
-	clean-home help
+.PHONY: install demo night backfill test test-integration lint ui bench-quality \
+	bench-quality-night bench-scale clean-home help
 
 help:
 	@echo "make demo   - install, generate a synthetic shop, run one whole night through Airflow"
 	@echo "make test   - install, run the test suite (unit, Spark, GX, training, DAG, end-to-end)"
 	@echo "make night DS=YYYY-MM-DD - run the DAG for one logical date on what has landed"
 	@echo "make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD - run those nights in order"
+	@echo "make test-integration - a night and a 2-night backfill through Airflow's scheduler on"
+	@echo "             PostgreSQL, Spark standalone and an MLflow server, all on loopback (~20 min)"
 	@echo "make ui     - MLflow UI on http://127.0.0.1:5000"
 	@echo "make lint   - flake8 + isort --check + import-linter (the layers)"
 	@echo "make bench-scale [TIERS=\"S M L\"] - a night per scale tier, per-stage time and memory"
@@ -59,7 +61,15 @@ backfill: install
 # the job environment runs everything but the DAG tests, which need Airflow itself
 test: install
 	$(AF_VENV)/bin/python -m pytest -p no:cacheprovider tests/dags $(PYTEST_ARGS)
-	$(VENV)/bin/python -m pytest -m "not bench" --ignore=tests/dags $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -m "not bench and not integration" --ignore=tests/dags \
+		$(PYTEST_ARGS)
+
+# real services on loopback, started and stopped by the test: PostgreSQL (Debian's
+# postgresql), an MLflow server on it, a Spark standalone master and worker, Airflow's
+# api-server, scheduler and dag-processor; headless chromium for the screenshots
+test-integration: install
+	$(VENV)/bin/python -m pytest -p no:cacheprovider -m integration tests/integration \
+		$(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/flake8 nightshelf jobs training expectations dags tests bench

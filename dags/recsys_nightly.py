@@ -4,12 +4,18 @@
 One night of Nightshelf for the logical date `ds`:
 
 ```
-land -> validate_raw -> clean (Spark) -> validate_clean -> features (Spark) -> validate_features
+wait_for_landing -> land -> validate_raw -> clean (Spark) -> validate_clean
+     -> features (Spark) -> validate_features
      -> context (Spark: popularity, co-visitation) -> train (TF: SASRec)
      -> ranker_rows (Spark) -> train_ranker (TF: DCN) -> evaluate (Spark: every model)
      -> gate (champion/challenger) -> score (Spark: top-N) -> validate_recommendations
      -> drift (night over night) -> publish (atomic) -> report
 ```
+
+The night starts when the day's landing is complete (its `landing.marker` file): the sensor
+waits for it in reschedule mode, holding no worker slot, and fails the night after
+`landing.wait_minutes`. A step that fails on the user's input (a missing or unreadable day,
+a bad config, a failed suite: the CLI's exit code 3) fails at once; anything else retries.
 
 Every task reads only partitions of `ds` (features: the history up to its end) and overwrites
 only its own output; a failed suite or drift check stops the night before anything is
@@ -29,10 +35,12 @@ from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.operators.bash import BashOperator
-from airflow.sdk import Asset, Param, chain, dag
+from airflow.providers.standard.sensors.python import PythonSensor
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, chain, dag
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from nightshelf import lake
-from nightshelf.config import load_config
+from nightshelf.config import USER_ERROR_EXIT, load_config
 from nightshelf.failures import airflow_callback
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,16 +63,55 @@ JOB_ENV = {
 FORCE = "{{ ' --force' if params.force_retrain else '' }}"
 
 
+USER_ERROR = (f"failed on its input or configuration (exit code {USER_ERROR_EXIT}): a retry "
+              f"meets the same input; the log above names it and the fix")
+
+
+class NightStep(BashOperator):
+    """`nightshelf <command>`: exit code USER_ERROR_EXIT (a `UserError`) fails the task at
+    once, without its retries; any other failure retries."""
+
+    def __init__(self, **kwargs):
+        super().__init__(skip_on_exit_code=USER_ERROR_EXIT, **kwargs)
+
+    def execute(self, context):
+        try:
+            return super().execute(context)
+        except AirflowSkipException as exc:  # the user-error code, which BashOperator skips on
+            raise AirflowFailException(f"{self.task_id} {USER_ERROR}") from exc
+
+
+class NightSparkJob(SparkSubmitOperator):
+    """A spark-submitted job: the driver's exit code USER_ERROR_EXIT fails it at once."""
+
+    def execute(self, context):
+        try:
+            return super().execute(context)
+        except AirflowException as exc:
+            driver = getattr(self._hook, "_submit_sp", None)
+            if driver is not None and driver.returncode == USER_ERROR_EXIT:
+                raise AirflowFailException(f"{self.task_id} {USER_ERROR}") from exc
+            raise
+
+
+def landing_complete(ds: str) -> bool:
+    """The sensor's poke: Airflow passes the run's `ds` from its context."""
+    done = lake.landing_complete(CFG, ds)
+    if not done:
+        print(f"waiting for {lake.landing_events(CFG, ds)}/{CFG.landing.marker or '<data file>'}")
+    return done
+
+
 def step(task_id: str, command: str, force: bool = False, **kwargs) -> BashOperator:
     """A task that runs `nightshelf <command> --ds <ds>` in the job environment (`force`: and
     `--force` when the run's `force_retrain` Param says so)."""
-    return BashOperator(task_id=task_id,
-                        bash_command=f"nightshelf {command} --ds {DS}{FORCE if force else ''}",
-                        env=JOB_ENV, append_env=True, **kwargs)
+    return NightStep(task_id=task_id,
+                     bash_command=f"nightshelf {command} --ds {DS}{FORCE if force else ''}",
+                     env=JOB_ENV, append_env=True, **kwargs)
 
 
 def spark_job(task_id: str, job: str) -> SparkSubmitOperator:
-    return SparkSubmitOperator(
+    return NightSparkJob(
         task_id=task_id, application=str(REPO / "jobs" / f"{job}.py"),
         application_args=["--ds", DS], conn_id="spark_default", name=f"nightshelf-{job}",
         conf={"spark.log.level": "WARN"}, env_vars=JOB_ENV, verbose=False)
@@ -72,7 +119,9 @@ def spark_job(task_id: str, job: str) -> SparkSubmitOperator:
 
 @dag(
     dag_id="recsys_nightly",
-    schedule="@daily",
+    # a run per day after the day ends, its logical date (`ds`) the day it processes; not
+    # Airflow 3's default trigger timetable, whose midnight run would be dated the new day
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     # no start_date: a shop runs and backfills the nights of its own history, whatever
     # their date (a start date would leave earlier runs with no task scheduled)
     catchup=False,
@@ -95,6 +144,9 @@ def recsys_nightly():
     # a failed suite will fail again on the same data: no retries for validation
     no_retry = {"retries": 0}
     chain(
+        PythonSensor(task_id="wait_for_landing", python_callable=landing_complete,
+                     mode="reschedule", poke_interval=CFG.landing.poke_seconds,
+                     timeout=CFG.landing.wait_minutes * 60),
         step("land", "land"),
         step("validate_raw", "validate --stage raw", **no_retry),
         spark_job("clean", "clean"),

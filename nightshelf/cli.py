@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from nightshelf import cli_args, lake
-from nightshelf.config import Config, UserError, load_config
+from nightshelf.config import USER_ERROR_EXIT, Config, UserError, load_config
 from nightshelf.logs import setup_logging
 
 log = logging.getLogger("nightshelf")
@@ -233,8 +233,9 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> None:
     """Run one command. An error the user fixes from its message (`UserError`: a bad date,
     an unknown config key, a missing or unreadable landed day, a step run before its inputs
-    exist, a failed suite or drift check) prints that message and exits 1 without a
-    traceback (NIGHTSHELF_TRACEBACK=1 shows it); anything else keeps its traceback."""
+    exist, a failed suite or drift check) prints that message and exits USER_ERROR_EXIT (3)
+    without a traceback (NIGHTSHELF_TRACEBACK=1 shows it); anything else keeps its
+    traceback (exit 1)."""
     a = cli_args.parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ chatter
     setup_logging()
@@ -244,7 +245,8 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         if os.environ.get("NIGHTSHELF_TRACEBACK") == "1":
             raise
-        sys.exit(f"nightshelf {a.cmd}: {exc}")
+        print(f"nightshelf {a.cmd}: {exc}", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT)
 
 
 if __name__ == "__main__":

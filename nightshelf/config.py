@@ -29,6 +29,11 @@ class UserError(Exception):
     without a traceback, and a retry of the task cannot help."""
 
 
+# the exit code of a command that failed on a UserError: the DAG fails such a task at once
+# instead of retrying it (1 is any other failure, 2 a bad command line)
+USER_ERROR_EXIT = 3
+
+
 class MissingInput(UserError, FileNotFoundError):
     """A step's input is not there (a day not landed, a step run before the one that writes
     its input): the message names the path and the step to run first."""
@@ -150,6 +155,13 @@ class SparkConfig:
 
 
 @dataclass(frozen=True)
+class LandingConfig:
+    marker: str          # the file that says a day's landing is complete ("" : any data file)
+    wait_minutes: int    # how long the night's sensor waits for it before failing the night
+    poke_seconds: int    # how often it looks (in reschedule mode: no worker slot held between)
+
+
+@dataclass(frozen=True)
 class MlflowConfig:
     tracking_uri: str
     experiment: str
@@ -182,6 +194,7 @@ class ShopConfig:
 class Config:
     home: Path
     events: EventsConfig
+    landing: LandingConfig
     features: FeaturesConfig
     model: ModelConfig
     ranker: RankerConfig

@@ -56,6 +56,22 @@ def landing_events(cfg: Config, ds: str | None = None) -> Path:
     return base / part(ds) if ds else base
 
 
+def landing_complete(cfg: Config, ds: str) -> bool:
+    """Has the day's landing finished? Its `landing.marker` file is there (with no marker
+    configured: its events folder holds a data file)."""
+    folder = landing_events(cfg, ds)
+    if cfg.landing.marker:
+        return (folder / cfg.landing.marker).is_file()
+    return folder.is_dir() and any(p.suffix.lower() in (".csv", ".jsonl", ".json", ".parquet")
+                                   for p in folder.iterdir())
+
+
+def mark_landed(cfg: Config, ds: str) -> None:
+    """Say the day's landing is complete (after its files are written)."""
+    if cfg.landing.marker:
+        (landing_events(cfg, ds) / cfg.landing.marker).touch()
+
+
 def landing_catalog(cfg: Config, ds: str | None = None) -> Path:
     base = cfg.home / "landing" / "catalog"
     return base / part(ds) if ds else base

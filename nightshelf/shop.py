@@ -294,6 +294,7 @@ def generate(cfg: Config, days: int | None = None, end: str | None = None) -> di
         fmt = shop.formats[d % len(shop.formats)]
         write_events(rows, lake.landing_events(cfg, ds), fmt)
         write_catalog_snapshot(cat, d, start_day, lake.landing_catalog(cfg, ds), rng, prof)
+        lake.mark_landed(cfg, ds)
         n_rows = len(rows["user_id"])
         summary["days"].append({"ds": ds, "rows": n_rows, "format": fmt})
         log.info("landed %s: %d raw events (%s)", ds, n_rows, fmt)

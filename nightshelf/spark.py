@@ -7,7 +7,7 @@ import logging
 import os
 from typing import Callable
 
-from nightshelf.config import Config, load_config
+from nightshelf.config import USER_ERROR_EXIT, Config, UserError, load_config
 from nightshelf.logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -47,15 +47,21 @@ def get_spark(cfg: Config, app: str):
 def job_main(run: Callable[[object, Config, str], object], app: str, doc: str,
              argv: list[str] | None = None) -> None:
     """The thin `main()` of a spark-submitted job: `--ds YYYY-MM-DD [--config F]`, logging,
-    one session for `run(spark, cfg, ds)`, stopped whatever happens."""
+    one session for `run(spark, cfg, ds)`, stopped whatever happens. A `UserError` (bad
+    input or config) is logged without a traceback and exits USER_ERROR_EXIT, which the DAG
+    does not retry."""
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--ds", required=True)
     p.add_argument("--config")
     args = p.parse_args(argv)
     setup_logging()
-    cfg = load_config(args.config)
-    spark = get_spark(cfg, app)
     try:
-        run(spark, cfg, args.ds)
-    finally:
-        spark.stop()
+        cfg = load_config(args.config)
+        spark = get_spark(cfg, app)
+        try:
+            run(spark, cfg, args.ds)
+        finally:
+            spark.stop()
+    except UserError as exc:
+        log.error("nightshelf %s: %s", app, exc)
+        raise SystemExit(USER_ERROR_EXIT) from None

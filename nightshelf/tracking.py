@@ -14,7 +14,8 @@ SASREC_TAG = "sasrec_version"  # on a ranker version: the SASRec version it take
 
 
 def setup_mlflow(cfg: Config) -> str:
-    """Point MLflow at the configured store; create the experiment with an absolute artifact root.
+    """Point MLflow at the configured store; create the experiment (on a local store with an
+    absolute artifact root under the home, on a tracking server with the server's own).
 
     Returns the experiment id.
     """
@@ -23,7 +24,10 @@ def setup_mlflow(cfg: Config) -> str:
     (cfg.home / "mlflow").mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(cfg.tracking_uri)
     exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
-    if exp is None:
+    if exp is None and cfg.tracking_uri.startswith(("http://", "https://")):
+        # a tracking server: artifacts go where it says (--serve-artifacts proxies them)
+        exp_id = mlflow.create_experiment(cfg.mlflow.experiment)
+    elif exp is None:
         cfg.artifact_root.mkdir(parents=True, exist_ok=True)
         exp_id = mlflow.create_experiment(cfg.mlflow.experiment,
                                           artifact_location=cfg.artifact_root.as_uri())
@@ -50,3 +54,28 @@ def log_datasets(folders: dict[str, Path], digest: str, context: str = "training
 def metric_key(name: str) -> str:
     """MLflow metric names may not contain '@': ndcg@10 -> ndcg_at_10."""
     return name.replace("@", "_at_")
+
+
+def log_model_runs(reports: dict[str, dict], tags: dict[str, str]) -> dict[str, str]:
+    """A run per model nested under the active run (the night's), holding that model's
+    holdout metrics under the same names for every model, so the MLflow UI compares them
+    side by side (select the child runs, Compare). A rerun of the night logs into the same
+    child runs (found by their `model` tag). Returns {model: child run id}."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    parent = mlflow.active_run()
+    if parent is None:
+        raise RuntimeError("log_model_runs needs the night's run to be active")
+    pid = parent.info.run_id
+    found = MlflowClient().search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{pid}'")
+    existing = {r.data.tags.get("model"): r.info.run_id for r in found}
+    out = {}
+    for name, report in reports.items():
+        with mlflow.start_run(run_id=existing.get(name),
+                              run_name=None if name in existing else name,
+                              nested=True, tags={**tags, "model": name}) as child:
+            mlflow.log_metrics({metric_key(k): float(v) for k, v in report.items()})
+        out[name] = child.info.run_id
+    return out

@@ -7,14 +7,18 @@ import pytest
 pytest.importorskip("airflow")
 
 from airflow.dag_processing.dagbag import DagBag  # noqa: E402
+from airflow.providers.apache.spark.operators.spark_submit import (  # noqa: E402
+    SparkSubmitOperator,
+)
+from airflow.sdk.exceptions import AirflowException, AirflowFailException  # noqa: E402
 
 pytestmark = pytest.mark.airflow
 
 REPO = Path(__file__).resolve().parents[2]
 SPARK_JOBS = ("clean", "features", "context", "ranker_rows", "evaluate", "score")
-ORDER = ["land", "validate_raw", "clean", "validate_clean", "features", "validate_features",
-         "context", "train", "ranker_rows", "train_ranker", "evaluate", "gate", "score",
-         "validate_recommendations", "drift", "publish", "report"]
+ORDER = ["wait_for_landing", "land", "validate_raw", "clean", "validate_clean", "features",
+         "validate_features", "context", "train", "ranker_rows", "train_ranker", "evaluate",
+         "gate", "score", "validate_recommendations", "drift", "publish", "report"]
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +34,10 @@ def test_no_import_errors(bag):
 def test_schedule_tags_docs_and_retries(bag):
     dag = bag.dags["recsys_nightly"]
     assert dag.catchup is False
+    # a run after each day ends, dated (ds) the day it processes: a data-interval timetable,
+    # not Airflow 3's default trigger timetable (its midnight run is dated the new day)
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    assert dag.timetable.expression == "0 0 * * *"
     assert "nightshelf" in dag.tags
     assert dag.doc_md and "validate_recommendations" in dag.doc_md
     for task in dag.tasks:
@@ -50,7 +58,7 @@ def test_spark_jobs_go_through_the_spark_connection(bag):
     dag = bag.dags["recsys_nightly"]
     for task_id in SPARK_JOBS:
         task = dag.get_task(task_id)
-        assert type(task).__name__ == "SparkSubmitOperator"
+        assert isinstance(task, SparkSubmitOperator)
         assert task._conn_id == "spark_default"
         assert Path(task.application).is_file()
         assert task.application_args == ["--ds", "{{ ds }}"]
@@ -59,7 +67,7 @@ def test_spark_jobs_go_through_the_spark_connection(bag):
 def test_other_steps_call_the_cli_in_the_job_environment(bag):
     dag = bag.dags["recsys_nightly"]
     for task in dag.tasks:
-        if task.task_id in SPARK_JOBS:
+        if task.task_id in SPARK_JOBS or task.task_id == "wait_for_landing":
             continue
         assert task.bash_command.startswith("nightshelf ")
         force = "{{ ' --force' if params.force_retrain else '' }}"
@@ -88,3 +96,25 @@ def test_params_asset_timeouts_and_failure_callback(bag):
         assert task.execution_timeout is not None, task.task_id
         assert airflow_callback in (task.on_failure_callback or []) or (
             task.on_failure_callback is airflow_callback), task.task_id
+
+
+def test_the_night_waits_for_the_landing_marker_without_holding_a_slot(bag):
+    sensor = bag.dags["recsys_nightly"].get_task("wait_for_landing")
+    assert sensor.mode == "reschedule"
+    assert sensor.timeout > 0 and sensor.poke_interval > 0
+    assert not sensor.op_args and not sensor.op_kwargs  # `ds` comes from the context
+
+
+@pytest.mark.parametrize("code, fails_at_once", [(3, True), (1, False)])
+def test_a_user_error_fails_its_step_at_once_other_failures_retry(bag, code, fails_at_once):
+    """The real operator runs a real bash: the CLI's user-error exit code (3) raises
+    AirflowFailException (no retry), any other failure a plain AirflowException."""
+    from airflow.sdk.definitions.context import Context
+
+    dag = bag.dags["recsys_nightly"]
+    land = dag.get_task("land")
+    task = type(land)(task_id="probe", bash_command=f"echo 'bad day' >&2; exit {code}")
+    with pytest.raises(AirflowException) as raised:
+        task.execute(Context())
+    assert isinstance(raised.value, AirflowFailException) is fails_at_once
+    assert type(dag.get_task("clean")).__name__ == "NightSparkJob"

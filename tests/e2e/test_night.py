@@ -260,6 +260,7 @@ def test_a_night_that_fails_validation_publishes_nothing(night, env):
     lines = ["event_id,user_id,item_id,event_type,event_time"]
     lines += [f"x{i},U000001,P00001,hover,{NEXT}T10:00:00Z" for i in range(50)]
     (bad / "events.csv").write_text("\n".join(lines) + "\n")
+    (bad / "_SUCCESS").touch()  # the landing is complete: the night starts on it
     proc = nightshelf(env, "night", "--ds", NEXT, check=False)
     assert proc.returncode != 0
     assert "task validate_raw failed" in proc.stderr, proc.stderr[-2000:]

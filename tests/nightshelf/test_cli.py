@@ -29,11 +29,11 @@ def test_every_command_has_help():
 
 @pytest.mark.parametrize("args, env, code, message", [
     (["night", "--ds", "2026-13-01"], {}, 2, "logical date '2026-13-01' is not YYYY-MM-DD"),
-    (["where", "--ds", "2026-11-01"], {"NIGHTSHELF__SCORING__TOPN": "5"}, 1,
+    (["where", "--ds", "2026-11-01"], {"NIGHTSHELF__SCORING__TOPN": "5"}, 3,
      "config scoring: unknown key(s) ['topn']"),
-    (["land", "--ds", "2026-11-01"], {}, 1, "no landed folder"),
-    (["generate"], {"NIGHTSHELF__SHOP__PROFILE": "bakery"}, 1, "unknown profile 'bakery'"),
-    (["gate", "--ds", "2026-11-01"], {}, 1, "run the"),
+    (["land", "--ds", "2026-11-01"], {}, 3, "no landed folder"),
+    (["generate"], {"NIGHTSHELF__SHOP__PROFILE": "bakery"}, 3, "unknown profile 'bakery'"),
+    (["gate", "--ds", "2026-11-01"], {}, 3, "run the"),
 ])
 def test_a_user_error_says_what_is_wrong_without_a_traceback(tmp_path, args, env, code,
                                                              message):
