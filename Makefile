@@ -11,7 +11,7 @@ NS := $(VENV)/bin/nightshelf
 DS ?= $(shell sed -n 's/^  end: "\(.*\)".*/\1/p' nightshelf/defaults.yaml)
 PYTEST_ARGS ?=
 
-.PHONY: install demo night backfill test test-integration lint ui bench-quality \
+.PHONY: install demo night backfill test test-integration lint ui airflow bench-quality \
 	bench-quality-night bench-scale clean-home help
 
 help:
@@ -22,6 +22,7 @@ help:
 	@echo "make test-integration - a night and a 2-night backfill through Airflow's scheduler on"
 	@echo "             PostgreSQL, Spark standalone and an MLflow server, all on loopback (~20 min)"
 	@echo "make ui     - MLflow UI on http://127.0.0.1:5000"
+	@echo "make airflow - Airflow's UI on http://127.0.0.1:8080 (the grid of the nights run here)"
 	@echo "make lint   - flake8 + isort --check + import-linter (the layers)"
 	@echo "make bench-scale [TIERS=\"S M L\"] - a night per scale tier, per-stage time and memory"
 	@echo "make bench-quality-night PROFILE=grocery - 3 nights on a shop profile, every model's holdout"
@@ -98,6 +99,10 @@ TIERS ?= S M L
 bench-scale: install
 	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/python bench/scale.py --tiers $(TIERS) \
 		--out $(or $(OUT),bench/results/scale.json) $(BENCH_ARGS)
+
+# Airflow's own UI on the embedded home (airflow standalone): the nights `make night` ran
+airflow: install
+	$(NS) airflow $(if $(PORT),--port $(PORT))
 
 ui: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(NIGHTSHELF_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000

@@ -7,7 +7,7 @@ sees only what happened before it. One `mapInArrow` over the users
 published masks and hands back metric sums per partition; ALS is fitted with Spark MLlib and
 its lists (`recommendForUserSubset`) are joined onto the users first. The driver merges the
 sums into reports, writes `evaluation.json` and logs metrics, plots and the comparison table
-to the night's MLflow run.
+to the night's MLflow run, and each model's metrics to a run of its own nested under it.
 
 Run with spark-submit (the DAG does this through SparkSubmitOperator):
 
@@ -29,7 +29,7 @@ from nightshelf import schema as S
 from nightshelf.config import Config
 from nightshelf.records import EvaluationRecord, RankerRecord, SasrecRecord
 from nightshelf.spark import job_main
-from nightshelf.tracking import CHAMPION, metric_key, setup_mlflow
+from nightshelf.tracking import CHAMPION, log_model_runs, metric_key, setup_mlflow
 from training import inputs, partitions, plots
 from training.evaluate import Evaluation, comparison_table
 
@@ -121,6 +121,9 @@ def run(spark, cfg: Config, ds: str) -> EvaluationRecord:
                           **{k: [float(reports[m].get(k, float("nan"))) for m in reports]
                              for k in ("ndcg@10", "hr@10", "recall@10", "mrr", "coverage")}},
                          artifact_file="comparison.json")
+        # and a run per model nested under the night's, each with the same metric names,
+        # so the UI compares them side by side
+        log_model_runs(reports, {"ds": ds, "stage": "evaluate"})
         mlflow.log_metric("evaluate_seconds", time.monotonic() - t0)
     log.info("evaluate ds=%s on %d holdout users in %.0fs: %s", ds,
              reports["ranker"]["users"], time.monotonic() - t0,

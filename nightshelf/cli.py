@@ -157,6 +157,29 @@ def cmd_night(cfg: Config, a) -> None:
     cmd_where(cfg, a)
 
 
+def cmd_airflow(cfg: Config, a) -> None:
+    """`airflow standalone` (api-server, scheduler, dag-processor, triggerer) on the embedded
+    home's database, where `make night` records its runs. The DAG is paused first, so the
+    scheduler starts no night of its own until it is unpaused in the UI."""
+    env = airflow_env(cfg)
+    env["AIRFLOW__API__PORT"] = str(a.port)
+    env["AIRFLOW__API__HOST"] = "127.0.0.1"
+    env["AIRFLOW__API__BASE_URL"] = f"http://127.0.0.1:{a.port}"
+    airflow = Path(env["NIGHTSHELF_AIRFLOW_VENV"]) / "bin" / "airflow"
+    if not airflow.exists():
+        raise UserError(f"no Airflow at {airflow}: run `make install`")
+    env["PATH"] = f"{airflow.parent}{os.pathsep}{env.get('PATH', '')}"  # its own processes
+    subprocess.run([str(airflow), "db", "migrate"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run([str(airflow), "dags", "reserialize"], env=env, capture_output=True)
+    subprocess.run([str(airflow), "dags", "pause", DAG_ID], env=env, capture_output=True)
+    home = Path(env["AIRFLOW_HOME"])
+    print(f"Airflow on http://127.0.0.1:{a.port} (user admin; its password is printed below "
+          f"and kept in {home}/simple_auth_manager_passwords.json.generated); Ctrl-C stops it",
+          flush=True)
+    os.execve(str(airflow), [str(airflow), "standalone"], env)
+
+
 def _airflow_json(airflow: Path, env: dict, *args: str) -> list[dict]:
     out = subprocess.run([str(airflow), *args, "-o", "json"], env=env, capture_output=True,
                          text=True).stdout
@@ -226,7 +249,7 @@ COMMANDS = {
     "validate": cmd_validate, "train": cmd_train, "train-ranker": cmd_train_ranker,
     "gate": cmd_gate,
     "publish": cmd_publish, "report": cmd_report, "night": cmd_night, "where": cmd_where,
-    "backfill": cmd_backfill, "drift": cmd_drift,
+    "backfill": cmd_backfill, "drift": cmd_drift, "airflow": cmd_airflow,
 }
 
 

@@ -20,6 +20,8 @@ HELP = {
     "where": "print where a night's outputs and UIs are",
     "backfill": "run consecutive nights in order, each through the DAG",
     "validate": "run a stage's Great Expectations suites; a failed suite stops the night",
+    "airflow": "Airflow's UI and scheduler on this home (airflow standalone): the grid, task "
+               "logs and durations of the nights run here",
 }
 
 
@@ -62,4 +64,6 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--stage", required=True, help="the stage whose output is checked",
                    choices=["raw", "clean", "features", "recommendations"])
     v.add_argument("--ds", required=True, type=_date, help="the night, YYYY-MM-DD")
+    af = command("airflow")
+    af.add_argument("--port", type=int, default=8080, help="the UI's port (default 8080)")
     return p

@@ -171,6 +171,12 @@ def test_mlflow_run_finished_with_metrics_and_a_registered_champion(night):
         run_id=run.info.run_id, artifact_path="comparison.json")).read())
     assert {"ranker", "buy_again", "als"} <= set(
         row[table["columns"].index("model")] for row in table["data"])
+    # a run per model nested under the night's, with the parent's figures
+    children = {r.data.tags["model"]: r for r in client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")}
+    assert {"ranker", "sasrec", "popularity", "item_knn", "buy_again", "als"} <= set(children)
+    assert children["ranker"].data.metrics["ndcg_at_10"] == run.data.metrics["ndcg_at_10"]
+    assert children["als"].data.metrics["ndcg_at_10"] == run.data.metrics["als.ndcg_at_10"]
     assert len(client.get_metric_history(run.info.run_id, "loss")) >= 2
     assert len(client.get_metric_history(run.info.run_id, "ranker.loss")) >= 2
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
@@ -235,6 +241,13 @@ def test_rerunning_the_night_on_a_spark_cluster_publishes_the_same_rows(night, e
     first, manifest = _rows(out), json.loads((out / lake.MANIFEST).read_text())
     client = MlflowClient(tracking_uri=cfg.tracking_uri)
     versions = len(client.search_model_versions(f"name='{cfg.ranker.name}'"))
+    run_id = manifest["challenger"]["run_id"]
+    exp = client.get_run(run_id).info.experiment_id
+
+    def children():
+        return sorted(r.info.run_id for r in client.search_runs(
+            [exp], f"tags.mlflow.parentRunId = '{run_id}'"))
+    before = children()
     with standalone(tmp_path / "spark") as master:
         proc = nightshelf({**env, "NIGHTSHELF__SPARK__MASTER": master}, "night", "--ds", DS,
                           check=False)
@@ -247,6 +260,7 @@ def test_rerunning_the_night_on_a_spark_cluster_publishes_the_same_rows(night, e
     assert {k: v for k, v in again.items() if k != "created_at"} == {
         k: v for k, v in manifest.items() if k != "created_at"}
     assert len(client.search_model_versions(f"name='{cfg.ranker.name}'")) == versions
+    assert children() == before  # the rerun logged into the same per-model runs
 
 
 def test_a_night_that_fails_validation_publishes_nothing(night, env):
