@@ -20,7 +20,7 @@ help:
 	@echo "make night DS=YYYY-MM-DD - run the DAG for one logical date on what has landed"
 	@echo "make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD - run those nights in order"
 	@echo "make test-integration - a night and a 2-night backfill through Airflow's scheduler on"
-	@echo "             PostgreSQL, Spark standalone and an MLflow server, all on loopback (~20 min)"
+	@echo "             PostgreSQL, Spark standalone and an MLflow server, all on loopback (~25 min)"
 	@echo "make ui     - MLflow UI on http://127.0.0.1:5000"
 	@echo "make airflow - Airflow's UI on http://127.0.0.1:8080 (the grid of the nights run here)"
 	@echo "make lint   - flake8 + isort --check + import-linter (the layers)"

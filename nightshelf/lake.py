@@ -56,14 +56,17 @@ def landing_events(cfg: Config, ds: str | None = None) -> Path:
     return base / part(ds) if ds else base
 
 
+# the landing contract's data files: suffix -> the Spark reader (nightshelf/landing.py)
+LANDED_FORMATS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+
+
 def landing_complete(cfg: Config, ds: str) -> bool:
     """Has the day's landing finished? Its `landing.marker` file is there (with no marker
     configured: its events folder holds a data file)."""
     folder = landing_events(cfg, ds)
     if cfg.landing.marker:
         return (folder / cfg.landing.marker).is_file()
-    return folder.is_dir() and any(p.suffix.lower() in (".csv", ".jsonl", ".json", ".parquet")
-                                   for p in folder.iterdir())
+    return folder.is_dir() and any(p.suffix.lower() in LANDED_FORMATS for p in folder.iterdir())
 
 
 def mark_landed(cfg: Config, ds: str) -> None:

@@ -14,10 +14,9 @@ from pyspark.sql import functions as F
 
 from nightshelf import schema as S
 from nightshelf.config import EventsConfig, UserError
+from nightshelf.lake import LANDED_FORMATS as READERS
 
 log = logging.getLogger(__name__)
-
-READERS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
 
 class InputError(UserError, ValueError):

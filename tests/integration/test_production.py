@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -153,8 +154,6 @@ def test_two_more_nights_by_airflow_backfill(stack, first_night):
     af = stack["airflow"]
     af.cli("backfill", "create", "--dag-id", DAG, "--from-date", NIGHTS[1],
            "--to-date", NIGHTS[2], "--max-active-runs", "1")
-    import time
-
     deadline = time.monotonic() + 3600
     while True:
         runs = af.api("GET", f"/dags/{DAG}/dagRuns?run_type=backfill&limit=10")["dag_runs"]

@@ -16,7 +16,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support.spark_cluster import _wait_for, free_port
+from tests.support.spark_cluster import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -209,7 +209,6 @@ def airflow(workdir: Path, database: str, extra_env: dict[str, str]):
                 stdout=log.open("w"), stderr=subprocess.STDOUT))
         wait_http(f"{url}/api/v2/monitor/health", procs[0], "airflow api-server",
                   workdir / "airflow-api-server.log")
-        _wait_for(port, procs[0], "airflow api-server", workdir / "airflow-api-server.log")
         yield af
     finally:
         _stop(procs, seconds=60)
