@@ -12,7 +12,8 @@ DS ?= $(shell sed -n 's/^  end: "\(.*\)".*/\1/p' nightshelf/defaults.yaml)
 PYTEST_ARGS ?=
 
 .PHONY: install demo night backfill test test-integration lint ui airflow bench-quality \
-	bench-quality-night bench-scale clean-home help
+	bench-quality-night bench-scale clean-home help stack-images stack-up stack-night \
+	stack-down test-stack
 
 help:
 	@echo "make demo   - install, generate a synthetic shop, run one whole night through Airflow"
@@ -62,7 +63,8 @@ backfill: install
 # the job environment runs everything but the DAG tests, which need Airflow itself
 test: install
 	$(AF_VENV)/bin/python -m pytest -p no:cacheprovider tests/dags $(PYTEST_ARGS)
-	$(VENV)/bin/python -m pytest -m "not bench and not integration" --ignore=tests/dags \
+	$(VENV)/bin/python -m pytest -m "not bench and not integration and not stack" \
+		--ignore=tests/dags \
 		$(PYTEST_ARGS)
 
 # real services on loopback, started and stopped by the test: PostgreSQL (Debian's
@@ -109,3 +111,40 @@ ui: install
 
 clean-home:
 	rm -rf $(NIGHTSHELF_HOME)
+
+# ---- the docker stack (docker/compose.yaml): images, up, a night in it, down -------------
+BASE_IMAGE ?= python:3.11-slim-bookworm
+CA_BUNDLE ?=
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+STACK = cd docker && BASE_IMAGE=$(BASE_IMAGE) $(COMPOSE) -f compose.yaml -p $(or $(STACK_PROJECT),nightshelf)
+
+# the images from docker/Dockerfile (runtime, airflow) and docker/postgres.Dockerfile, on
+# BASE_IMAGE (where pulls are refused: BASE_IMAGE=nightshelf/base:bookworm after
+# docker/base-image.sh); CA_BUNDLE: a PEM file the images trust (a TLS-inspecting proxy;
+# default: the CAs this host added in /usr/local/share/ca-certificates, if any)
+stack-images:
+	mkdir -p docker/build
+	$(if $(CA_BUNDLE),cp $(CA_BUNDLE) docker/build/extra-ca.crt,\
+	  cat /usr/local/share/ca-certificates/*.crt > docker/build/extra-ca.crt 2>/dev/null || \
+	  : > docker/build/extra-ca.crt)
+	$(STACK) build
+
+stack-up: stack-images
+	$(STACK) up -d
+	@echo "== waiting for Airflow's api-server (http://localhost:$${AIRFLOW_PORT:-8080})"
+	@for i in $$(seq 120); do \
+	  curl -fsS http://localhost:$${AIRFLOW_PORT:-8080}/api/v2/monitor/health >/dev/null 2>&1 && break; \
+	  sleep 5; done
+	@$(STACK) ps
+	@echo "Airflow http://localhost:$${AIRFLOW_PORT:-8080}  MLflow http://localhost:$${MLFLOW_PORT:-5000}  Spark http://localhost:$${SPARK_UI_PORT:-8081}"
+
+# lands a synthetic shop ending on DS if nothing landed for it, then the night through Airflow
+stack-night:
+	$(STACK) exec -T airflow-scheduler bash /opt/nightshelf/docker/stack-night.sh $(DS)
+
+stack-down:
+	$(STACK) down $(if $(KEEP_VOLUMES),,--volumes)
+
+# builds the images, brings the stack up, runs a night in it, checks the lists, takes it down
+test-stack: install
+	$(VENV)/bin/python -m pytest -p no:cacheprovider -m stack tests/stack $(PYTEST_ARGS)

@@ -39,7 +39,7 @@ from airflow.providers.standard.sensors.python import PythonSensor
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, chain, dag
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from nightshelf import lake
+from nightshelf import lake, package
 from nightshelf.config import USER_ERROR_EXIT, load_config
 from nightshelf.failures import airflow_callback
 
@@ -61,6 +61,9 @@ JOB_ENV = {
     "NIGHTSHELF__SCORING__TOP_N": "{{ params.top_n }}",
 }
 FORCE = "{{ ' --force' if params.force_retrain else '' }}"
+# the in-task Spark sessions (validation) on the same master as the spark-submitted jobs
+CONN_MASTER = ("{{ conn.spark_default.host }}{{ (':' ~ conn.spark_default.port) "
+               "if conn.spark_default.port else '' }}")
 
 
 USER_ERROR = (f"failed on its input or configuration (exit code {USER_ERROR_EXIT}): a retry "
@@ -82,9 +85,12 @@ class NightStep(BashOperator):
 
 
 class NightSparkJob(SparkSubmitOperator):
-    """A spark-submitted job: the driver's exit code USER_ERROR_EXIT fails it at once."""
+    """A spark-submitted job: the job code travels with it as a zip (`--py-files`, built or
+    reused for the code this worker runs); the driver's exit code USER_ERROR_EXIT fails it
+    at once."""
 
     def execute(self, context):
+        self.py_files = str(package.job_zip(CFG.home / "dist"))
         try:
             return super().execute(context)
         except AirflowException as exc:
@@ -107,14 +113,15 @@ def step(task_id: str, command: str, force: bool = False, **kwargs) -> BashOpera
     `--force` when the run's `force_retrain` Param says so)."""
     return NightStep(task_id=task_id,
                      bash_command=f"nightshelf {command} --ds {DS}{FORCE if force else ''}",
-                     env=JOB_ENV, append_env=True, **kwargs)
+                     env={**JOB_ENV, "NIGHTSHELF__SPARK__MASTER": CONN_MASTER},
+                     append_env=True, **kwargs)
 
 
 def spark_job(task_id: str, job: str) -> SparkSubmitOperator:
     return NightSparkJob(
         task_id=task_id, application=str(REPO / "jobs" / f"{job}.py"),
         application_args=["--ds", DS], conn_id="spark_default", name=f"nightshelf-{job}",
-        conf={"spark.log.level": "WARN"}, env_vars=JOB_ENV, verbose=False)
+        conf=CFG.spark.submit_conf(JOB_ENV["PYSPARK_PYTHON"]), env_vars=JOB_ENV, verbose=False)
 
 
 @dag(

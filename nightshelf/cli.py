@@ -13,7 +13,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from nightshelf import cli_args, lake
+from nightshelf import cli_args, lake, package
 from nightshelf.config import USER_ERROR_EXIT, Config, UserError, load_config
 from nightshelf.logs import setup_logging
 
@@ -29,9 +29,11 @@ def _job_bin() -> Path:
 
 def spark_submit(cfg: Config, job: str, args: list[str]) -> None:
     """Run jobs/<job>.py with this environment's spark-submit (as the DAG does through Airflow)."""
+    conf = cfg.spark.submit_conf(sys.executable)
     cmd = [str(_job_bin() / "spark-submit"), "--master", cfg.spark.master,
-           "--conf", "spark.log.level=WARN", "--driver-memory", cfg.spark.driver_memory,
-           str(REPO / "jobs" / f"{job}.py"), *args]
+           *(arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")),
+           "--py-files", str(package.job_zip(cfg.home / "dist")), str(REPO / "jobs" / f"{job}.py"),
+           *args]
     env = {**os.environ, "PATH": f"{_job_bin()}{os.pathsep}{os.environ.get('PATH', '')}",
            "PYSPARK_PYTHON": sys.executable}
     log.info("running %s", " ".join(cmd))
@@ -232,6 +234,28 @@ def cmd_backfill(cfg: Config, a) -> None:
     print(f"backfill: {len(done)} night(s) published, {done[0]} .. {done[-1]}")
 
 
+def cmd_trigger(cfg: Config, a) -> None:
+    """Trigger night `--ds` on a running Airflow through its REST API (`--api`), then follow
+    it task by task until it ends; a failed night exits 1 naming its failed tasks."""
+    from nightshelf.airflow_api import AirflowAPI
+
+    af = AirflowAPI(a.api)
+    af.wait_for_dag(DAG_ID)
+    run_id = a.run_id or f"manual__{a.ds}__{time.strftime('%Y%m%dT%H%M%S')}"
+    af.trigger(DAG_ID, a.ds, run_id, conf=json.loads(a.conf) if a.conf else None)
+    print(f"triggered {DAG_ID} {run_id} on {a.api}", flush=True)
+    if a.no_wait:
+        return
+    run = af.wait_for_run(DAG_ID, run_id, seconds=a.timeout_minutes * 60,
+                          progress=lambda line: print(line, flush=True))
+    if run["state"] != "success":
+        failed = [t for t, s in af.task_states(DAG_ID, run_id).items()
+                  if s in ("failed", "upstream_failed")]
+        sys.exit(f"night {a.ds} ({run_id}) {run['state']}: {', '.join(failed) or 'no task'} "
+                 f"did not succeed; the task logs in Airflow's UI say why")
+    print(f"night {a.ds} ({run_id}) succeeded")
+
+
 def cmd_where(cfg: Config, a) -> None:
     target = lake.recommendations(cfg, a.ds)
     print(f"""
@@ -250,6 +274,7 @@ COMMANDS = {
     "gate": cmd_gate,
     "publish": cmd_publish, "report": cmd_report, "night": cmd_night, "where": cmd_where,
     "backfill": cmd_backfill, "drift": cmd_drift, "airflow": cmd_airflow,
+    "trigger": cmd_trigger,
 }
 
 

@@ -22,6 +22,8 @@ HELP = {
     "validate": "run a stage's Great Expectations suites; a failed suite stops the night",
     "airflow": "Airflow's UI and scheduler on this home (airflow standalone): the grid, task "
                "logs and durations of the nights run here",
+    "trigger": "trigger a night on a running Airflow through its REST API and follow it task "
+               "by task (the docker stack, a production deployment)",
 }
 
 
@@ -66,4 +68,13 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--ds", required=True, type=_date, help="the night, YYYY-MM-DD")
     af = command("airflow")
     af.add_argument("--port", type=int, default=8080, help="the UI's port (default 8080)")
+    t = command("trigger")
+    t.add_argument("--ds", required=True, type=_date, help="the night, YYYY-MM-DD")
+    t.add_argument("--api", default="http://127.0.0.1:8080",
+                   help="Airflow's api-server (default http://127.0.0.1:8080); a token from "
+                        "$AIRFLOW_API_TOKEN or $AIRFLOW_API_USERNAME/PASSWORD")
+    t.add_argument("--run-id", help="the run's id (default manual__DS__<now>)")
+    t.add_argument("--conf", help='the run\'s Params as JSON, e.g. \'{"force_retrain": true}\'')
+    t.add_argument("--timeout-minutes", type=int, default=240, help="give up after (240)")
+    t.add_argument("--no-wait", action="store_true", help="trigger, do not follow")
     return p

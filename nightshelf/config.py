@@ -15,6 +15,7 @@ import dataclasses
 import os
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -43,7 +44,8 @@ class ConfigError(UserError, ValueError):
     """The configuration cannot be read: the message names the key and what is expected."""
 
 
-DEFAULTS = Path(__file__).with_name("defaults.yaml")
+# read through importlib.resources: also from the job zip that executors import (`--py-files`)
+DEFAULTS = resources.files("nightshelf").joinpath("defaults.yaml")
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,24 @@ class SparkConfig:
     master: str
     shuffle_partitions: int
     driver_memory: str
+    executor_memory: str
+    executor_cores: int      # 0: the cluster manager's default
+    cores_max: int           # standalone/Mesos: cores a night's job takes in all (0: all)
+    executor_python: str     # the workers' Python ("": the job environment's, as the driver)
+
+    def submit_conf(self, job_python: str) -> dict[str, str]:
+        """What spark-submit passes (`--conf`): the resources and the workers' Python, the
+        same for the DAG's SparkSubmitOperator and `nightshelf bootstrap`."""
+        conf = {"spark.driver.memory": self.driver_memory,
+                "spark.executor.memory": self.executor_memory,
+                "spark.pyspark.python": self.executor_python or job_python,
+                "spark.pyspark.driver.python": job_python,
+                "spark.log.level": "WARN"}
+        if self.executor_cores:
+            conf["spark.executor.cores"] = str(self.executor_cores)
+        if self.cores_max:
+            conf["spark.cores.max"] = str(self.cores_max)
+        return conf
 
 
 @dataclass(frozen=True)

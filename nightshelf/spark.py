@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from typing import Callable
 
 from nightshelf.config import USER_ERROR_EXIT, Config, UserError, load_config
 from nightshelf.logs import setup_logging
+from nightshelf.package import job_zip
 
 log = logging.getLogger(__name__)
 
@@ -16,18 +18,22 @@ log = logging.getLogger(__name__)
 def get_spark(cfg: Config, app: str):
     """A SparkSession configured for Nightshelf.
 
-    Under spark-submit the master comes from the submit command (the Airflow `spark_default`
-    connection); run directly, it comes from `spark.master` in the config.
+    Under spark-submit the master, resources and job code come from the submit command (the
+    Airflow `spark_default` connection and `SparkConfig.submit_conf`); run directly (in-task
+    validation, tests), the same come from the config (`spark.master`, which the DAG sets to
+    the connection's) and the job zip.
     """
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(f"nightshelf-{app}")
-    if not os.environ.get("PYSPARK_GATEWAY_PORT"):  # not launched by spark-submit
+    if not os.environ.get("PYSPARK_GATEWAY_PORT"):  # not launched by spark-submit: as it would
         builder = builder.master(cfg.spark.master)
+        for key, value in cfg.spark.submit_conf(sys.executable).items():
+            builder = builder.config(key, value)
+        builder = builder.config("spark.submit.pyFiles", str(job_zip(cfg.home / "dist")))
     spark = (
         builder.config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(cfg.spark.shuffle_partitions))
-        .config("spark.driver.memory", cfg.spark.driver_memory)
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.showConsoleProgress", "false")

@@ -118,3 +118,52 @@ def test_a_user_error_fails_its_step_at_once_other_failures_retry(bag, code, fai
         task.execute(Context())
     assert isinstance(raised.value, AirflowFailException) is fails_at_once
     assert type(dag.get_task("clean")).__name__ == "NightSparkJob"
+
+
+def test_every_spark_session_follows_the_connection_with_the_configured_resources(bag):
+    """The spark-submitted jobs get their resources and the workers' Python from the config;
+    the in-task sessions (validation) get the connection's master."""
+    import jinja2
+    from airflow.models import Connection
+
+    from nightshelf.config import load_config
+
+    dag = bag.dags["recsys_nightly"]
+    cfg = load_config()
+    for task_id in SPARK_JOBS:
+        conf = dag.get_task(task_id).conf
+        assert conf["spark.driver.memory"] == cfg.spark.driver_memory
+        assert conf["spark.executor.memory"] == cfg.spark.executor_memory
+        assert conf["spark.pyspark.python"].endswith("/bin/python")
+    master = dag.get_task("validate_clean").env["NIGHTSHELF__SPARK__MASTER"]
+
+    class Conns:  # what Airflow's `conn` template accessor returns for spark_default
+        def __init__(self, conn):
+            self.spark_default = conn
+    for conn, want in ((Connection(conn_id="spark_default", conn_type="spark",
+                                   host="spark://master", port=7077), "spark://master:7077"),
+                       (Connection(conn_id="spark_default", conn_type="spark",
+                                   host="local[*]"), "local[*]")):
+        assert jinja2.Template(master).render(conn=Conns(conn)) == want
+
+
+def test_a_spark_job_ships_the_job_code_as_a_zip(bag, tmp_path, monkeypatch):
+    """What reaches spark-submit: `--py-files` with the zip of this checkout's packages."""
+    import zipfile
+
+    from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
+
+    task = bag.dags["recsys_nightly"].get_task("score")
+    seen = {}
+
+    def submit(hook, application, **kwargs):
+        seen["cmd"] = hook._build_spark_submit_command(application)
+    monkeypatch.setattr(SparkSubmitHook, "submit", submit)
+    monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", '{"conn_type": "spark", "host": "local[2]"}')
+    task.execute(context={})
+    cmd = seen["cmd"]
+    zipped = Path(cmd[cmd.index("--py-files") + 1])
+    assert zipped.name.startswith("nightshelf-jobs-") and zipped.is_file()
+    assert "training/partitions.py" in zipfile.ZipFile(zipped).namelist()
+    assert cmd[cmd.index("--master") + 1] == "local[2]"
+    assert f"spark.pyspark.python={task.conf['spark.pyspark.python']}" in cmd

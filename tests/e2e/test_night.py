@@ -255,6 +255,9 @@ def test_rerunning_the_night_on_a_spark_cluster_publishes_the_same_rows(night, e
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for job in ("clean", "features", "context", "ranker-rows", "evaluate", "score"):
         assert f"Registering app nightshelf-{job}" in ran, job
+    # the job code reached the executors as the job zip (--py-files), fetched per app
+    shipped = {p.name for p in (tmp_path / "spark" / "work").glob("app-*/*/nightshelf-jobs-*.zip")}
+    assert len(shipped) == 1, shipped
     again = json.loads((out / lake.MANIFEST).read_text())
     assert _rows(out) == first  # every column, row for row
     assert {k: v for k, v in again.items() if k != "created_at"} == {

@@ -101,10 +101,8 @@ def _failed_tasks(af, run_id):
 @pytest.fixture(scope="module")
 def first_night(stack):
     af = stack["airflow"]
-    af.api("PATCH", f"/dags/{DAG}", {"is_paused": False})
     run_id = f"integration__{DS}"
-    af.api("POST", f"/dags/{DAG}/dagRuns",
-           {"dag_run_id": run_id, "logical_date": f"{DS}T00:00:00Z", "conf": {}})
+    af.trigger(DAG, DS, run_id)  # unpauses the DAG, POSTs the run
     run = af.wait_for_run(DAG, run_id, seconds=2400)
     assert run["state"] == "success", (_failed_tasks(af, run_id), _logs(stack))
     return run

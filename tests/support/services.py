@@ -6,7 +6,6 @@ api-server, scheduler and dag-processor as separate processes)."""
 from __future__ import annotations
 
 import glob
-import json
 import os
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+from nightshelf.airflow_api import AirflowAPI
 from tests.support.spark_cluster import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,12 +111,13 @@ def mlflow_server(workdir: Path, store: str):
         _stop([proc])
 
 
-class Airflow:
-    """A running Airflow: its environment (for the CLI) and its REST API."""
+class Airflow(AirflowAPI):
+    """A running Airflow: its environment (for the CLI) and its REST API (all users admins,
+    so a token needs no credentials)."""
 
     def __init__(self, env: dict[str, str], url: str, logs: Path):
-        self.env, self.url, self.logs = env, url, logs
-        self._token = None
+        super().__init__(url, environ={})
+        self.env, self.logs = env, logs
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         airflow = REPO / ".venv-airflow" / "bin" / "airflow"
@@ -126,47 +127,6 @@ class Airflow:
             raise RuntimeError(f"airflow {' '.join(args)} exited {proc.returncode}:\n"
                                f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         return proc
-
-    def api(self, method: str, path: str, body: dict | None = None) -> dict:
-        if self._token is None:  # all users are admins here: a token without credentials
-            with urllib.request.urlopen(f"{self.url}/auth/token", timeout=30) as r:
-                self._token = json.loads(r.read())["access_token"]
-        req = urllib.request.Request(
-            f"{self.url}/api/v2{path}", method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {self._token}",
-                     "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                return json.loads(r.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            raise RuntimeError(f"{method} {path}: {exc.code} {exc.read()[:2000]!r}") from exc
-
-    def wait_for_dag(self, dag_id: str, seconds: float = 300) -> dict:
-        deadline = time.monotonic() + seconds
-        while True:
-            try:
-                return self.api("GET", f"/dags/{dag_id}")
-            except RuntimeError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(2)
-
-    def wait_for_run(self, dag_id: str, run_id: str, seconds: float) -> dict:
-        deadline, state = time.monotonic() + seconds, None
-        while time.monotonic() < deadline:
-            run = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
-            if run["state"] != state:
-                state = run["state"]
-                print(f"airflow: {run_id} is {state}", flush=True)
-            if state in ("success", "failed"):
-                return run
-            time.sleep(5)
-        raise TimeoutError(f"{run_id} still {state} after {seconds}s")
-
-    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
-        out = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")
-        return {t["task_id"]: t["state"] for t in out["task_instances"]}
 
 
 @contextmanager
