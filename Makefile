@@ -12,7 +12,7 @@ DS ?= $(shell sed -n 's/^  end: "\(.*\)".*/\1/p' nightshelf/defaults.yaml)
 PYTEST_ARGS ?=
 
 .PHONY: install demo night backfill test test-integration lint ui airflow bench-quality \
-	bench-quality-night bench-scale clean-home help stack-images stack-up stack-night \
+	bench-quality-night bench-scale clean-home help stack-images stack-up stack-night package \
 	stack-down test-stack
 
 help:
@@ -25,6 +25,8 @@ help:
 	@echo "make ui     - MLflow UI on http://127.0.0.1:5000"
 	@echo "make airflow - Airflow's UI on http://127.0.0.1:8080 (the grid of the nights run here)"
 	@echo "make lint   - flake8 + isort --check + import-linter (the layers)"
+	@echo "make stack-up | stack-night DS=YYYY-MM-DD | stack-down - the docker stack (docker/)"
+	@echo "make test-stack - build the images, run a night in the stack, check it, take it down"
 	@echo "make bench-scale [TIERS=\"S M L\"] - a night per scale tier, per-stage time and memory"
 	@echo "make bench-quality-night PROFILE=grocery - 3 nights on a shop profile, every model's holdout"
 
@@ -101,6 +103,12 @@ TIERS ?= S M L
 bench-scale: install
 	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/python bench/scale.py --tiers $(TIERS) \
 		--out $(or $(OUT),bench/results/scale.json) $(BENCH_ARGS)
+
+# the job code as the zip every spark-submit ships (--py-files); the DAG and bootstrap also
+# build it (or reuse it) before each submit
+package: install
+	@$(VENV)/bin/python -c "from nightshelf import package; from nightshelf.config import \
+	load_config; print(package.job_zip(load_config().home / 'dist'))"
 
 # Airflow's own UI on the embedded home (airflow standalone): the nights `make night` ran
 airflow: install

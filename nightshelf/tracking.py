@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from nightshelf.config import Config
@@ -79,3 +80,30 @@ def log_model_runs(reports: dict[str, dict], tags: dict[str, str]) -> dict[str, 
             mlflow.log_metrics({metric_key(k): float(v) for k, v in report.items()})
         out[name] = child.info.run_id
     return out
+
+
+class _KerasFlavor:
+    """`mlflow.keras` whose `save_model` first creates the model's folder: MLflow 3.17's
+    keras flavor writes an input example before it creates that folder and fails with
+    FileNotFoundError (mlflow/mlflow#16183, open). Everything else is `mlflow.keras`'s."""
+
+    def __getattr__(self, name):
+        import mlflow.keras
+
+        return getattr(mlflow.keras, name)
+
+    @staticmethod
+    def save_model(model, path, **kwargs):
+        import mlflow.keras
+
+        os.makedirs(path, exist_ok=True)
+        return mlflow.keras.save_model(model, path, **kwargs)
+
+
+def log_keras_model(model, name: str, input_example, **kwargs):
+    """`mlflow.keras.log_model` with an input example (shown in the UI with the model's
+    signature, saved with the model for serving)."""
+    from mlflow.models import Model
+
+    return Model.log(artifact_path=None, name=name, flavor=_KerasFlavor(), model=model,
+                     input_example=input_example, **kwargs)

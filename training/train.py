@@ -30,7 +30,13 @@ from nightshelf import lake
 from nightshelf import schema as S
 from nightshelf.config import Config
 from nightshelf.records import Record, SasrecRecord
-from nightshelf.tracking import CHAMPION, SASREC_TAG, log_datasets, setup_mlflow
+from nightshelf.tracking import (
+    CHAMPION,
+    SASREC_TAG,
+    log_datasets,
+    log_keras_model,
+    setup_mlflow,
+)
 from training import fit as loop
 from training import inputs, plots
 from training.model import SASRec, build_sasrec, item_vocabulary, scoring_model
@@ -198,8 +204,8 @@ def run(cfg: Config, ds: str, force: bool = False) -> SasrecRecord:
         scorer = scoring_model(model, items)
         example = np.array([[""] * (cfg.model.max_len - 1) + [items[0]]], dtype=str)
         signature = infer_signature(example, np.asarray(scorer.predict_on_batch(example)))
-        info = mlflow.keras.log_model(
-            scorer, name="sasrec", signature=signature, registered_model_name=cfg.model.name,
+        info = log_keras_model(
+            scorer, "sasrec", example, signature=signature, registered_model_name=cfg.model.name,
             pip_requirements=[f"keras=={keras.__version__}", "tensorflow-cpu==2.21.0"])
     record = SasrecRecord(ds=ds, run_id=run.info.run_id, name=cfg.model.name,
                           version=str(info.registered_model_version), fingerprint=fingerprint,

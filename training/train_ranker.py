@@ -15,7 +15,7 @@ import time
 from nightshelf import lake
 from nightshelf.config import Config
 from nightshelf.records import RankerRecord, RowsRecord, SasrecRecord
-from nightshelf.tracking import SASREC_TAG, setup_mlflow
+from nightshelf.tracking import SASREC_TAG, log_keras_model, setup_mlflow
 from training import plots, ranker
 from training.serve import SETTINGS_TAG, Settings
 from training.train import reusable
@@ -73,8 +73,8 @@ def run(cfg: Config, ds: str, force: bool = False) -> RankerRecord:
         mlflow.log_figure(plots.training_curves(
             {k: v for k, v in history.items() if "loss" in k}), "plots/ranker_training_curves.png")
         example = ranker.from_rows(pads.dataset(str(path), format="parquet").head(2))[0]
-        info = mlflow.keras.log_model(
-            model, name="model", registered_model_name=cfg.ranker.name,
+        info = log_keras_model(
+            model, "model", example.inputs(), registered_model_name=cfg.ranker.name,
             signature=infer_signature(example.inputs(), ranker.predict(model, example)),
             pip_requirements=[f"keras=={keras.__version__}", "tensorflow-cpu==2.21.0"])
     version = str(info.registered_model_version)

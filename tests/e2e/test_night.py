@@ -189,6 +189,13 @@ def test_mlflow_run_finished_with_metrics_and_a_registered_champion(night):
     if manifest["challenger"]["promoted"]:
         champ = client.get_model_version_by_alias(cfg.ranker.name, "champion")
         assert str(champ.version) == manifest["model_version"]
+    # both registered models carry an input example beside their signature
+    from mlflow.models import Model
+    for name, version in ((cfg.ranker.name, versions[0].version),
+                          (cfg.model.name, sasrec_version)):
+        model = Model.load(f"models:/{name}/{version}")
+        assert model.saved_input_example_info["type"] in ("ndarray", "json_object"), name
+        assert model.signature is not None
 
 
 def test_data_docs_were_built(night):

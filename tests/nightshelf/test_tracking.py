@@ -48,3 +48,30 @@ def test_a_local_store_gets_an_absolute_artifact_root_in_the_home(tmp_path):
     setup_mlflow(cfg)
     exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
     assert exp.artifact_location == cfg.artifact_root.as_uri()
+
+
+def test_a_keras_model_is_logged_with_its_input_example(tmp_path):
+    """`log_keras_model` works around MLflow 3.17's keras flavor (mlflow/mlflow#16183): the
+    example is saved with the model, loads back, and the model still loads and predicts."""
+    import keras
+    import mlflow
+    import numpy as np
+    from mlflow.models import Model, infer_signature
+
+    from nightshelf.tracking import log_keras_model, setup_mlflow
+
+    setup_mlflow(load_config(environ={"NIGHTSHELF_HOME": str(tmp_path)}))
+    inputs = {"a": keras.Input((3,), name="a"), "b": keras.Input((1,), name="b")}
+    model = keras.Model(inputs, keras.layers.Dense(1)(
+        keras.layers.Concatenate()([inputs["a"], inputs["b"]])))
+    example = {"a": np.zeros((2, 3), np.float32), "b": np.ones((2, 1), np.float32)}
+    with mlflow.start_run():
+        info = log_keras_model(model, "model", example, registered_model_name="tiny",
+                               signature=infer_signature(example, model.predict(example)),
+                               pip_requirements=[f"keras=={keras.__version__}"])
+    assert info.saved_input_example_info["type"] == "ndarray"
+    local = mlflow.artifacts.download_artifacts(info.model_uri)
+    back = Model.load(info.model_uri).load_input_example(local)
+    assert np.array_equal(back["a"], example["a"]) and np.array_equal(back["b"], example["b"])
+    loaded = mlflow.keras.load_model("models:/tiny/1")
+    assert loaded.predict(example, verbose=0).shape == (2, 1)
