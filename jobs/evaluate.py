@@ -9,6 +9,9 @@ its lists (`recommendForUserSubset`) are joined onto the users first. The driver
 sums into reports, writes `evaluation.json` and logs metrics, plots and the comparison table
 to the night's MLflow run, and each model's metrics to a run of its own nested under it.
 
+In the same session it scores the lists published the night before against today's events
+(`jobs/feedback.py`: `feedback.json`, the run's `served.*` metrics).
+
 Run with spark-submit (the DAG does this through SparkSubmitOperator):
 
     spark-submit jobs/evaluate.py --ds 2026-11-22
@@ -22,6 +25,7 @@ import time
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from jobs import feedback
 from jobs.context import before, steps_of
 from jobs.users import map_users, sequences
 from nightshelf import lake
@@ -109,7 +113,12 @@ def run(spark, cfg: Config, ds: str) -> EvaluationRecord:
                               champion_version=champion if len(rankers) > 1 else None,
                               split=split.isoformat(), reports=reports)
     record.write(cfg)
+    served = feedback.run(spark, cfg, ds)  # yesterday's published lists against today
     with mlflow.start_run(run_id=sas.run_id):
+        mlflow.log_metrics(feedback.mlflow_metrics(served))
+        if served.served:
+            mlflow.log_dict({"served_ds": served.served_ds, "top_n": served.top_n,
+                             **served.served}, "served_feedback.json")
         for name, rep in reports.items():
             if name != "champion":
                 prefix = "" if name == "ranker" else f"{name}."

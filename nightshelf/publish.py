@@ -22,7 +22,14 @@ import pyarrow.compute as pc
 
 from nightshelf import lake
 from nightshelf.config import Config, MissingInput
-from nightshelf.records import CleanCounts, GateRecord, RankerRecord, ScoreRecord, ValidationRecord
+from nightshelf.records import (
+    CleanCounts,
+    FeedbackRecord,
+    GateRecord,
+    RankerRecord,
+    ScoreRecord,
+    ValidationRecord,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +64,18 @@ def build_manifest(cfg: Config, ds: str, staging: Path) -> dict:
         "duplicates_by_kind": counts.duplicates_by_kind if counts else None,
         "quarantined_by_reason": counts.quarantined_by_reason if counts else None,
         "validation": validations,
+        # the lists published the night before, scored against what users did today
+        "served_feedback": _feedback(FeedbackRecord.find(cfg, ds)),
         "fingerprint": lake.fingerprint(staging),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _feedback(record: FeedbackRecord | None) -> dict | None:
+    if record is None:
+        return None
+    return {"served_ds": record.served_ds, "top_n": record.top_n, "skipped": record.skipped,
+            **(record.served or {})}
 
 
 def recover(target: Path) -> None:

@@ -245,3 +245,15 @@ class ScoreRecord(Record):
     serving: Serving
     staging: str
     seconds: float
+
+
+@dataclass(frozen=True)
+class FeedbackRecord(Record):
+    """The lists published for `served_ds` (the night before) scored against what users did
+    on `ds` (jobs/feedback.py); `served` is None, with the reason in `skipped`, when there
+    was nothing to score."""
+    NAME: ClassVar[str] = "feedback"
+    served_ds: str
+    top_n: int | None
+    served: dict | None
+    skipped: str | None

@@ -11,6 +11,7 @@ from nightshelf.records import (
     CleanCounts,
     DriftRecord,
     EvaluationRecord,
+    FeedbackRecord,
     GateRecord,
     RankerRecord,
     SasrecRecord,
@@ -52,6 +53,9 @@ def render(cfg: Config, ds: str) -> str:
         lines += [f"- gate: {'PROMOTED' if gate.promoted else 'not promoted'} "
                   f"v{gate.challenger_version}: {gate.reason}",
                   f"- serving: {gate.serving.kind} v{gate.serving.model_version}", ""]
+    fb = FeedbackRecord.find(cfg, ds)
+    if fb:
+        lines += _served_section(fb)
     drift = DriftRecord.find(cfg, ds)
     if drift:
         lines += ["## Drift", "", f"- compared with {drift.previous or 'no previous night'}: "
@@ -73,6 +77,30 @@ def render(cfg: Config, ds: str) -> str:
     lines += ["## Where to look", "", f"- Data Docs: {lake.data_docs_index(cfg)}",
               f"- MLflow UI: make ui  (store {cfg.tracking_uri})", ""]
     return "\n".join(lines)
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+def _served_section(fb: FeedbackRecord) -> list[str]:
+    """Yesterday's published lists against what users did today."""
+    lines = ["## Served lists, scored the next day", ""]
+    if not fb.served:
+        return lines + [f"- the lists of {fb.served_ds}: nothing to score ({fb.skipped})", ""]
+    f, n = fb.served, fb.top_n
+    lines += [f"- the lists published for {fb.served_ds} (top {n}) against {fb.ds}: "
+              f"{f['users_active']} of {f['users_listed']} listed users were active; "
+              f"hr@{n} {_pct(f['overall']['hr'])}, ndcg@{n} {_pct(f['overall']['ndcg'])}; "
+              f"{f['purchases_recommended']} of {f['purchases']} purchases were on the "
+              f"buyer's list ({_pct(f['purchase_share'])})", "",
+              f"| model version | active users | hr@{n} | ndcg@{n} |", "|---|---|---|---|"]
+    lines += [f"| {v} | {r['users']} | {_pct(r['hr'])} | {_pct(r['ndcg'])} |"
+              for v, r in f["by_model_version"].items()]
+    lines += ["", "| reason | shown | hits | hit rate |", "|---|---|---|---|"]
+    lines += [f"| {k} | {r['shown']} | {r['hits']} | {_pct(r['hit_rate'])} |"
+              for k, r in f["by_reason"].items()]
+    return lines + [""]
 
 
 def write_report(cfg: Config, ds: str) -> Path:

@@ -143,6 +143,8 @@ def test_manifest_counts_add_up(night):
     assert manifest["rows"] == rows
     assert all(v["success"] for v in manifest["validation"].values())
     assert manifest["model_name"] == cfg.ranker.name and manifest["mlflow_run_id"]
+    # the shop's first night: no lists of the night before to score yet, and it says so
+    assert manifest["served_feedback"]["skipped"].startswith("no lists were published")
 
 
 def test_mlflow_run_finished_with_metrics_and_a_registered_champion(night):

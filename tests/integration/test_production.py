@@ -165,6 +165,12 @@ def test_two_more_nights_by_airflow_backfill(stack, first_night):
         assert run["state"] == "success", (ds, _failed_tasks(af, run["dag_run_id"]))
         table, manifest = _published(stack, ds)
         assert table.num_rows == manifest["rows"] > 0 and manifest["ds"] == ds
+        # each backfill night scored the lists the night before it published
+        served = manifest["served_feedback"]
+        prev = (date.fromisoformat(ds) - timedelta(days=1)).isoformat()
+        assert served["served_ds"] == prev and served["skipped"] is None, served
+        assert 0 < served["users_active"] <= served["users_listed"]
+        assert 0 <= served["overall"]["ndcg"] <= 1 and served["by_reason"]
 
 
 def test_the_airflow_and_mlflow_pages_show_the_run(stack, first_night):
