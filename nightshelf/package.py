@@ -19,6 +19,7 @@ from pathlib import Path
 PACKAGES = ("nightshelf", "jobs", "training", "expectations")
 SUFFIXES = (".py", ".yaml", ".json")
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)  # the same files make the same bytes, whenever zipped
+KEEP = 5  # zips kept in dist/: the newest, for jobs that started before the code changed
 
 
 def package_dir(name: str) -> Path:
@@ -57,4 +58,6 @@ def job_zip(dest: Path) -> Path:
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, path.read_bytes())
     os.replace(tmp, target)
+    for old in sorted(dest.glob("nightshelf-jobs-*.zip"), key=lambda p: p.stat().st_mtime)[:-KEEP]:
+        old.unlink(missing_ok=True)  # zips of code changed since (a night ships its own)
     return target

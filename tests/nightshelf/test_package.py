@@ -40,3 +40,18 @@ def test_a_changed_file_makes_a_new_zip(tmp_path, monkeypatch):
     monkeypatch.setattr(package, "_files", lambda: files + [("nightshelf/extra.py", first)])
     second = package.job_zip(tmp_path)
     assert second != first and second.exists() and first.exists()
+
+
+def test_only_the_newest_zips_are_kept(tmp_path, monkeypatch):
+    import os
+
+    files = package._files()
+    made = []
+    for i in range(package.KEEP + 2):
+        extra = tmp_path / f"extra{i}.py"
+        extra.write_text(f"X = {i}\n")
+        monkeypatch.setattr(package, "_files", lambda e=extra: files + [("nightshelf/x.py", e)])
+        made.append(package.job_zip(tmp_path / "dist"))
+        os.utime(made[-1], (i, i))  # made in this order
+    kept = sorted((tmp_path / "dist").glob("nightshelf-jobs-*.zip"))
+    assert kept == sorted(made[-package.KEEP:])
