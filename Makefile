@@ -141,8 +141,8 @@ stack-up: stack-images
 	$(STACK) up -d
 	@echo "== waiting for Airflow's api-server (http://localhost:$${AIRFLOW_PORT:-8080})"
 	@for i in $$(seq 120); do \
-	  curl -fsS http://localhost:$${AIRFLOW_PORT:-8080}/api/v2/monitor/health >/dev/null 2>&1 && break; \
-	  sleep 5; done
+	  curl -fsS http://localhost:$${AIRFLOW_PORT:-8080}/api/v2/monitor/health >/dev/null 2>&1 && exit 0; \
+	  sleep 5; done; echo "Airflow's api-server did not answer in 10 minutes: $(STACK) logs" >&2; exit 1
 	@$(STACK) ps
 	@echo "Airflow http://localhost:$${AIRFLOW_PORT:-8080}  MLflow http://localhost:$${MLFLOW_PORT:-5000}  Spark http://localhost:$${SPARK_UI_PORT:-8081}"
 

@@ -237,12 +237,20 @@ def cmd_backfill(cfg: Config, a) -> None:
 def cmd_trigger(cfg: Config, a) -> None:
     """Trigger night `--ds` on a running Airflow through its REST API (`--api`), then follow
     it task by task until it ends; a failed night exits 1 naming its failed tasks."""
-    from nightshelf.airflow_api import AirflowAPI
+    from nightshelf.airflow_api import AirflowAPI, AirflowAPIError
 
+    try:
+        conf = json.loads(a.conf) if a.conf else None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--conf is not JSON ({exc}): e.g. '{{\"force_retrain\": true}}'")
     af = AirflowAPI(a.api)
-    af.wait_for_dag(DAG_ID)
+    try:
+        af.wait_for_dag(DAG_ID, seconds=a.wait_seconds)
+    except (AirflowAPIError, OSError) as exc:
+        raise UserError(f"no {DAG_ID} on an Airflow API at {a.api} after {a.wait_seconds}s "
+                        f"({exc}): is the api-server up, and is --api its address?") from None
     run_id = a.run_id or f"manual__{a.ds}__{time.strftime('%Y%m%dT%H%M%S')}"
-    af.trigger(DAG_ID, a.ds, run_id, conf=json.loads(a.conf) if a.conf else None)
+    af.trigger(DAG_ID, a.ds, run_id, conf=conf)
     print(f"triggered {DAG_ID} {run_id} on {a.api}", flush=True)
     if a.no_wait:
         return

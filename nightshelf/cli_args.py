@@ -76,5 +76,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--run-id", help="the run's id (default manual__DS__<now>)")
     t.add_argument("--conf", help='the run\'s Params as JSON, e.g. \'{"force_retrain": true}\'')
     t.add_argument("--timeout-minutes", type=int, default=240, help="give up after (240)")
+    t.add_argument("--wait-seconds", type=int, default=300,
+                   help="how long to wait for the API and the parsed DAG (300)")
     t.add_argument("--no-wait", action="store_true", help="trigger, do not follow")
     return p

@@ -34,6 +34,9 @@ def test_every_command_has_help():
     (["land", "--ds", "2026-11-01"], {}, 3, "no landed folder"),
     (["generate"], {"NIGHTSHELF__SHOP__PROFILE": "bakery"}, 3, "unknown profile 'bakery'"),
     (["gate", "--ds", "2026-11-01"], {}, 3, "run the"),
+    (["trigger", "--ds", "2026-11-01", "--conf", "{top_n: 5}"], {}, 3, "--conf is not JSON"),
+    (["trigger", "--ds", "2026-11-01", "--api", "http://127.0.0.1:9", "--wait-seconds", "1"],
+     {}, 3, "no recsys_nightly on an Airflow API at http://127.0.0.1:9"),
 ])
 def test_a_user_error_says_what_is_wrong_without_a_traceback(tmp_path, args, env, code,
                                                              message):
