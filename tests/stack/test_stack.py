@@ -110,8 +110,20 @@ print(json.dumps({{"rows": table.num_rows, "users": len(set(table.column("user_i
     for job in ("clean", "features", "context", "ranker-rows", "evaluate", "score"):
         assert f"nightshelf-{job}" in apps, apps
 
-    # ... and MLflow on the stack's server: the night's run and the registered champion
+    # ... and MLflow on the stack's server: the night's run, the registered versions, and the
+    # gate's decision as the manifest tells it (the champion alias if it promoted)
     mlflow = f"http://127.0.0.1:{stack['ports']['MLFLOW_PORT']}/api/2.0/mlflow"
-    models = _get(f"{mlflow}/registered-models/search?max_results=50")["registered_models"]
-    aliases = {m["name"]: {a["alias"] for a in m.get("aliases", [])} for m in models}
-    assert any("champion" in a for a in aliases.values()), aliases
+    challenger = out["manifest"]["challenger"]
+    run = _get(f"{mlflow}/runs/get?run_id={challenger['run_id']}")["run"]
+    assert run["info"]["status"] == "FINISHED"
+    assert run["info"]["artifact_uri"].startswith("mlflow-artifacts:")  # the server's store
+    models = {m["name"]: m for m in _get(
+        f"{mlflow}/registered-models/search?max_results=50")["registered_models"]}
+    ranker = models[out["manifest"]["model_name"]]
+    aliases = {a["alias"]: a["version"] for a in ranker.get("aliases", [])}
+    if challenger["promoted"]:
+        assert aliases.get("champion") == challenger["version"], aliases
+    else:
+        assert "champion" not in aliases and challenger["reason"], challenger
+    print(f"gate: promoted={challenger['promoted']} ({challenger['reason']}); serving "
+          f"{out['manifest']['serving']} v{out['manifest']['model_version']}")
