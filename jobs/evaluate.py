@@ -117,8 +117,7 @@ def run(spark, cfg: Config, ds: str) -> EvaluationRecord:
     with mlflow.start_run(run_id=sas.run_id):
         mlflow.log_metrics(feedback.mlflow_metrics(served))
         if served.served:
-            mlflow.log_dict({"served_ds": served.served_ds, "top_n": served.top_n,
-                             **served.served}, "served_feedback.json")
+            mlflow.log_dict(served.summary(), "served_feedback.json")
         for name, rep in reports.items():
             if name != "champion":
                 prefix = "" if name == "ranker" else f"{name}."

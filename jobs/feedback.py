@@ -16,7 +16,6 @@ published `reason`: the user's own item, similar to one, more from its category,
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from datetime import timedelta
@@ -53,11 +52,11 @@ def _idcg(relevant: Column, n: int) -> Column:
 
 
 def _summary(per_user: DataFrame, keys: list[str]) -> list[dict]:
+    """Users, HR and NDCG per group of `keys` (no keys: one row over every user)."""
     rows = (per_user.groupBy(*keys)
             .agg(F.count("*").alias("users"), F.avg("hit").alias("hr"),
-                 F.avg(F.col("dcg") / F.col("idcg")).alias("ndcg"))
-            .orderBy(*keys).collect())
-    return [r.asDict() for r in rows]
+                 F.avg(F.col("dcg") / F.col("idcg")).alias("ndcg")))
+    return [r.asDict() for r in (rows.orderBy(*keys) if keys else rows).collect()]
 
 
 def served_feedback(lists: DataFrame, events: DataFrame, n: int) -> dict:
@@ -81,7 +80,6 @@ def served_feedback(lists: DataFrame, events: DataFrame, n: int) -> dict:
     bought = (events.filter(F.col(S.EVENT_TYPE) == S.PURCHASE).select(S.USER, S.ITEM)
               .distinct())
     recommended = bought.join(lists.select(S.USER, S.ITEM), [S.USER, S.ITEM], "left_semi")
-    overall = _summary(per_user.withColumn("all", F.lit("all")), ["all"])
     by_reason = (shown.groupBy("kind").agg(F.count("*").alias("shown"),
                                            F.sum("hit").alias("hits"))
                  .orderBy("kind").collect())
@@ -90,7 +88,7 @@ def served_feedback(lists: DataFrame, events: DataFrame, n: int) -> dict:
         "users_active": active.count(),
         "purchases": bought.count(),
         "purchases_recommended": recommended.count(),
-        "overall": overall[0] if overall else {"users": 0, "hr": None, "ndcg": None},
+        "overall": _summary(per_user, [])[0],
         "by_model_version": {r[S.MODEL_VERSION]: {k: r[k] for k in ("users", "hr", "ndcg")}
                              for r in _summary(per_user, [S.MODEL_VERSION])},
         "by_reason": {r["kind"]: {"shown": r["shown"], "hits": r["hits"],
@@ -99,7 +97,6 @@ def served_feedback(lists: DataFrame, events: DataFrame, n: int) -> dict:
     }
     shown.unpersist()
     per_user.unpersist()
-    out["overall"].pop("all", None)
     out["purchase_share"] = (out["purchases_recommended"] / out["purchases"]
                              if out["purchases"] else None)
     return out
@@ -109,16 +106,16 @@ def run(spark: SparkSession, cfg: Config, ds: str) -> FeedbackRecord:
     """Score the lists of the night before `ds` against `ds`'s clean events; write the
     night's feedback record (with `served` None when there was nothing to score)."""
     served_ds = (lake.parse_ds(ds) - timedelta(days=1)).isoformat()
-    folder, events_dir = lake.recommendations(cfg, served_ds), lake.clean_events(cfg, ds)
-    top_n = None
-    if not (folder / lake.MANIFEST).exists():
+    manifest = lake.read_json(lake.manifest(cfg, served_ds))
+    events_dir = lake.clean_events(cfg, ds)
+    top_n = figures = None
+    if manifest is None:
         why = f"no lists were published for {served_ds}"
-        figures = None
     elif not events_dir.exists():
-        why, figures = f"no clean events for {ds}", None
+        why = f"no clean events for {ds}"
     else:
-        top_n = int(json.loads((folder / lake.MANIFEST).read_text())["top_n"])
-        figures = served_feedback(spark.read.parquet(str(folder)),
+        top_n = int(manifest["top_n"])
+        figures = served_feedback(spark.read.parquet(str(lake.recommendations(cfg, served_ds))),
                                   spark.read.parquet(str(events_dir)), top_n)
         why = ""
     record = FeedbackRecord(ds=ds, served_ds=served_ds, top_n=top_n, served=figures,

@@ -41,7 +41,7 @@ def build_manifest(cfg: Config, ds: str, staging: Path) -> dict:
     gate, score = GateRecord.read(cfg, ds), ScoreRecord.read(cfg, ds)
     ranker = RankerRecord.find(cfg, ds)
     table = lake.read_parquet(staging, ["user_id"])
-    counts = CleanCounts.find(cfg, ds)
+    counts, feedback = CleanCounts.find(cfg, ds), FeedbackRecord.find(cfg, ds)
     validations = {}
     for stage in STAGES:
         v = ValidationRecord.find(cfg, ds, stage)
@@ -65,17 +65,10 @@ def build_manifest(cfg: Config, ds: str, staging: Path) -> dict:
         "quarantined_by_reason": counts.quarantined_by_reason if counts else None,
         "validation": validations,
         # the lists published the night before, scored against what users did today
-        "served_feedback": _feedback(FeedbackRecord.find(cfg, ds)),
+        "served_feedback": feedback.summary() if feedback else None,
         "fingerprint": lake.fingerprint(staging),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def _feedback(record: FeedbackRecord | None) -> dict | None:
-    if record is None:
-        return None
-    return {"served_ds": record.served_ds, "top_n": record.top_n, "skipped": record.skipped,
-            **(record.served or {})}
 
 
 def recover(target: Path) -> None:

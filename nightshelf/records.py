@@ -257,3 +257,8 @@ class FeedbackRecord(Record):
     top_n: int | None
     served: dict | None
     skipped: str | None
+
+    def summary(self) -> dict:
+        """What the manifest and the night's MLflow run show of it."""
+        return {"served_ds": self.served_ds, "top_n": self.top_n, "skipped": self.skipped,
+                **(self.served or {})}

@@ -38,6 +38,13 @@ def _make(env: dict, *args: str, timeout: float, check: bool = True):
     return proc
 
 
+def _compose(*args: str) -> list[str]:
+    """The stack's compose command, chosen as the Makefile chooses it (v2 when installed)."""
+    v2 = subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+    return [*(["docker", "compose"] if v2 else ["docker-compose"]),
+            "-p", "nightshelf-test", "-f", "compose.yaml", *args]
+
+
 def _base_image() -> str:
     if os.environ.get("NIGHTSHELF_BASE_IMAGE"):
         return os.environ["NIGHTSHELF_BASE_IMAGE"]
@@ -64,8 +71,7 @@ def stack(tmp_path_factory):
         _make(env, "stack-up", timeout=3600)
         yield {"env": env, "ports": ports}
     finally:
-        logs = subprocess.run(["docker-compose", "-p", "nightshelf-test", "-f",
-                               "compose.yaml", "logs", "--no-color", "--tail", "60"],
+        logs = subprocess.run(_compose("logs", "--no-color", "--tail", "60"),
                               cwd=REPO / "docker", env=env, text=True, capture_output=True)
         (work / "compose.log").write_text(logs.stdout + logs.stderr)
         _make(env, "stack-down", timeout=600, check=False)
@@ -73,8 +79,8 @@ def stack(tmp_path_factory):
 
 def _in_scheduler(stack, code: str) -> str:
     proc = subprocess.run(
-        ["docker-compose", "-p", "nightshelf-test", "-f", "compose.yaml", "exec", "-T",
-         "airflow-scheduler", "/opt/nightshelf/.venv/bin/python", "-c", code],
+        _compose("exec", "-T", "airflow-scheduler", "/opt/nightshelf/.venv/bin/python",
+                 "-c", code),
         cwd=REPO / "docker", env=stack["env"], text=True, capture_output=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
