@@ -34,7 +34,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints/jobs.txt
 	@echo "== installing the job environment ($(VENV)): Spark, TensorFlow, MLflow, GX"
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -c constraints/jobs.txt -e '.[jobs,dev]'
+	$(VENV)/bin/pip install -q -c constraints/jobs.txt -e '.[jobs,dev,s3,s3-test]'
 	touch $@
 
 $(AF_VENV)/.installed: setup.cfg pyproject.toml constraints/airflow.txt

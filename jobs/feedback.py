@@ -115,7 +115,8 @@ def run(spark: SparkSession, cfg: Config, ds: str) -> FeedbackRecord:
         why = f"no clean events for {ds}"
     else:
         top_n = int(manifest["top_n"])
-        figures = served_feedback(spark.read.parquet(str(lake.recommendations(cfg, served_ds))),
+        served = [str(p) for p in lake.data_files(lake.recommendations(cfg, served_ds))]
+        figures = served_feedback(spark.read.parquet(*served),
                                   spark.read.parquet(str(events_dir)), top_n)
         why = ""
     record = FeedbackRecord(ds=ds, served_ds=served_ds, top_n=top_n, served=figures,

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
+from nightshelf import storage
+
 log = logging.getLogger(__name__)
 
 
@@ -71,8 +73,5 @@ def remove_others(spark: SparkSession, folder: Path, keep: set[str]) -> list[str
 
 
 def write_json(data: dict, path: Path) -> None:
-    """A small JSON record (counts), written aside then renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
+    """A small JSON record (counts), written atomically on any filesystem."""
+    storage.write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str))

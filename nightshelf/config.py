@@ -182,6 +182,13 @@ class LandingConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    landing: str         # "" (<home>/landing), a path, or a URI: file://, s3://, hdfs://...
+    lake: str            # "" (<home>/lake), a path, or a URI
+    options: dict[str, Any]  # the fsspec filesystem's options for a remote URI
+
+
+@dataclass(frozen=True)
 class MlflowConfig:
     tracking_uri: str
     experiment: str
@@ -225,6 +232,7 @@ class Config:
     spark: SparkConfig
     mlflow: MlflowConfig
     shop: ShopConfig
+    storage: StorageConfig
 
     @property
     def tracking_uri(self) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 
 from nightshelf import lake
 from nightshelf import schema as S
+from nightshelf import storage
 from nightshelf.config import Config, UserError
 from nightshelf.records import CleanCounts, DriftCheck, DriftRecord, GateRecord, SasrecRecord
 from nightshelf.tracking import setup_mlflow
@@ -142,7 +143,7 @@ def run(cfg: Config, ds: str) -> DriftRecord:
     runs = lake.run_dir(cfg, ds)
     text = render(report)
     report.write(cfg)
-    (runs / "drift.md").write_text(text)
+    storage.write_text(runs / "drift.md", text)
     night_run = SasrecRecord.find(cfg, ds)
     if night_run:
         import mlflow

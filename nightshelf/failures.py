@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from nightshelf import lake
+from nightshelf import lake, storage
 from nightshelf.config import Config
 
 ERROR_CHARS = 2000
@@ -17,18 +17,15 @@ ERROR_CHARS = 2000
 def record(cfg: Config, ds: str, task: str, try_number: int, error: str) -> dict:
     """Append one failure to the night's records and to its report; returns the entry."""
     runs = lake.run_dir(cfg, ds)
-    runs.mkdir(parents=True, exist_ok=True)
     entry = {"task": task, "try": try_number, "error": error[-ERROR_CHARS:],
              "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     path = runs / "failures.json"
     entries = (lake.read_json(path) or []) + [entry]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(entries, indent=2))
-    tmp.replace(path)
+    storage.write_text(path, json.dumps(entries, indent=2))
     report = runs / "report.md"
     head = report.read_text() if report.exists() else f"# Nightshelf night {ds}\n"
     head = head.split("\n## Failed tasks")[0]  # the section is written anew, whole
-    report.write_text(head.rstrip() + "\n\n" + section(entries).rstrip() + "\n")
+    storage.write_text(report, head.rstrip() + "\n\n" + section(entries).rstrip() + "\n")
     return entry
 
 

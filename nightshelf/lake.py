@@ -1,4 +1,10 @@
-"""Where everything lives under the home folder: one function per location."""
+"""Where everything lives: one function per location.
+
+The landing area and the lake are the config's `storage.landing` and `storage.lake`, by
+default under the home folder; either may be a URI of another filesystem
+(nightshelf/storage.py). What only this machine's processes use (Airflow's home, the GX
+project, the MLflow store without a server, the job zip) stays under the home folder.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import json
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
+from nightshelf import storage
 from nightshelf.config import Config, MissingInput, UserError
 
 
@@ -51,8 +58,16 @@ def part(ds: str) -> str:
     return f"ds={parse_ds(ds).isoformat()}"
 
 
+def landing_root(cfg: Config) -> Path:
+    return storage.locate(cfg.storage.landing, cfg.home / "landing", cfg.storage.options)
+
+
+def lake_root(cfg: Config) -> Path:
+    return storage.locate(cfg.storage.lake, cfg.home / "lake", cfg.storage.options)
+
+
 def landing_events(cfg: Config, ds: str | None = None) -> Path:
-    base = cfg.home / "landing" / "events"
+    base = landing_root(cfg) / "events"
     return base / part(ds) if ds else base
 
 
@@ -76,12 +91,12 @@ def mark_landed(cfg: Config, ds: str) -> None:
 
 
 def landing_catalog(cfg: Config, ds: str | None = None) -> Path:
-    base = cfg.home / "landing" / "catalog"
+    base = landing_root(cfg) / "catalog"
     return base / part(ds) if ds else base
 
 
 def lake(cfg: Config, *parts: str) -> Path:
-    return cfg.home.joinpath("lake", *parts)
+    return lake_root(cfg).joinpath(*parts)
 
 
 def clean_events(cfg: Config, ds: str | None = None) -> Path:
@@ -157,6 +172,20 @@ def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def data_files(folder: Path) -> list[Path]:
+    """The Parquet data files of a partition folder, sorted (none if it is not there). Of a
+    published night on a filesystem without atomic rename, only those its manifest names:
+    files a publish copied in before its manifest swap (or left by one that was killed)
+    are not part of the night."""
+    if not folder.is_dir():
+        return []
+    found = sorted(folder.glob("*.parquet"), key=lambda p: p.name)
+    listed = (read_json(folder / MANIFEST) or {}).get("files")
+    if listed is None or storage.renames_atomically(folder):
+        return found
+    return [p for p in found if p.name in set(listed)]
+
+
 def read_parquet(folder: Path, columns: list[str] | None = None, needs: str = ""):
     """The Parquet files of one partition folder as one pyarrow Table, or None if it has none
     (with `needs`, the step that writes it: a FileNotFoundError saying to run it first).
@@ -165,12 +194,14 @@ def read_parquet(folder: Path, columns: list[str] | None = None, needs: str = ""
     """
     import pyarrow.dataset as pads
 
-    files = [str(p) for p in sorted(folder.glob("*.parquet"))] if folder.is_dir() else []
+    files = data_files(folder)
     if not files:
         if needs:
             raise MissingInput(f"no Parquet files in {folder}: run {needs} first")
         return None
-    return pads.dataset(files, format="parquet").to_table(columns=columns)
+    fs, _ = storage.arrow(folder)
+    return pads.dataset([storage.arrow(p)[1] for p in files], format="parquet",
+                        filesystem=fs).to_table(columns=columns)
 
 
 def fingerprint(folder: Path) -> str:
@@ -183,11 +214,12 @@ def fingerprint(folder: Path) -> str:
     import pyarrow.parquet as pq
 
     h = hashlib.sha256()
-    for p in sorted(folder.glob("*.parquet")):
+    for p in data_files(folder):
         h.update(p.name.encode())
         try:
-            for batch in pq.ParquetFile(p).iter_batches(batch_size=65_536):
-                h.update(batch.serialize())
+            with p.open("rb") as fh:
+                for batch in pq.ParquetFile(fh).iter_batches(batch_size=65_536):
+                    h.update(batch.serialize())
         except (pa.ArrowInvalid, OSError):
             with p.open("rb") as fh:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):

@@ -53,7 +53,7 @@ def check_content(path: Path, what: str) -> None:
     """Fail if a file's bytes are not what its extension says (a Parquet file named .csv
     would otherwise be read as one garbled CSV column)."""
     fmt = READERS[path.suffix.lower()]
-    with open(path, "rb") as f:
+    with path.open("rb") as f:
         head = f.read(65536)
     is_parquet = head.startswith(PARQUET_MAGIC)
     looks = "Parquet" if is_parquet else "binary" if b"\0" in head else "text"

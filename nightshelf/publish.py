@@ -1,11 +1,21 @@
 """Atomic publish of a night's recommendations, with its manifest.
 
 The lists are written aside (the staging area) by scoring and validated there. Publishing
-checks that the validated files are exactly the staged files, writes `_manifest.json` and
-`_SUCCESS` into the staging folder, then swaps it into `recommendations/ds=...`: readers see
-the previous complete folder or the new complete folder, never a partial one nor none: on
-Linux the swap is one atomic exchange (renameat2). Elsewhere it is two renames, and a
-publish killed between them is repaired by the next publish of that night.
+checks that the validated files are exactly the staged files and builds the manifest, whose
+`files` names the night's data files. Then, by what the lake's filesystem can do:
+
+- a local disk: the manifest and `_SUCCESS` go into the staging folder, which is swapped
+  into `recommendations/ds=...`. Readers see the previous complete folder or the new one,
+  never a partial one nor none: on Linux the swap is one atomic exchange (renameat2);
+  elsewhere two renames, and a publish killed between them is repaired by the next publish
+  of that night.
+- a filesystem with no atomic rename (object stores: S3, GCS, ABFS; any fsspec filesystem):
+  a pointer swap. The staged files are copied into the night's folder under names new to
+  it, then the manifest, one object written in one PUT, is replaced: that is the moment the
+  night changes. The files of the previous publish are deleted after it. A reader that goes
+  by the manifest's `files` (as `lake.data_files` does) sees the old night or the new one;
+  a plain folder listing can see both sets of files for the seconds between the copy and
+  the clean-up, or after a publish killed there, until the night is published again.
 """
 
 from __future__ import annotations
@@ -15,12 +25,13 @@ import json
 import logging
 import os
 import shutil
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow.compute as pc
 
-from nightshelf import lake
+from nightshelf import lake, storage
 from nightshelf.config import Config, MissingInput
 from nightshelf.records import (
     CleanCounts,
@@ -67,6 +78,7 @@ def build_manifest(cfg: Config, ds: str, staging: Path) -> dict:
         # the lists published the night before, scored against what users did today
         "served_feedback": feedback.summary() if feedback else None,
         "fingerprint": lake.fingerprint(staging),
+        "files": [p.name for p in lake.data_files(staging)],
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -121,10 +133,29 @@ def swap(staging: Path, target: Path) -> None:
         shutil.rmtree(old)
 
 
+def swap_pointer(staging: Path, target: Path, manifest: dict) -> None:
+    """Publish on a filesystem with no atomic rename: copy the staged files in under names
+    of this publish, replace the manifest (the swap), then delete what it no longer names."""
+    tag = uuid.uuid4().hex[:12]
+    names = []
+    for src in lake.data_files(staging):
+        names.append(f"{tag}-{src.name}")
+        storage.copy(src, target / names[-1])
+    manifest["files"] = names
+    storage.write_text(target / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+    storage.write_text(target / SUCCESS, "")
+    for old in target.glob("*.parquet"):  # the previous publish's, or a killed one's
+        if old.name not in names:
+            storage.remove(old)
+    storage.remove(staging)
+
+
 def publish(cfg: Config, ds: str) -> dict:
     staging = lake.staging_recommendations(cfg, ds)
     target = lake.recommendations(cfg, ds)
-    recover(target)
+    local = storage.renames_atomically(target)
+    if local:
+        recover(target)
     validated = ValidationRecord.find(cfg, ds, "recommendations")
     if not staging.is_dir():
         raise MissingInput(f"publish ds={ds}: nothing staged in {staging}; run score first")
@@ -135,11 +166,14 @@ def publish(cfg: Config, ds: str) -> dict:
         raise RuntimeError(f"publish ds={ds}: the staged files changed after validation; "
                            f"validate again before publishing")
     for stale in (SUCCESS, MANIFEST):  # left by a publish of this night that was killed
-        (staging / stale).unlink(missing_ok=True)
+        storage.remove(staging / stale)
     manifest = build_manifest(cfg, ds, staging)
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    (staging / SUCCESS).write_text("")
-    swap(staging, target)
+    if local:
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        (staging / SUCCESS).write_text("")
+        swap(staging, target)
+    else:
+        swap_pointer(staging, target, manifest)
     log.info("published ds=%s: %d rows for %d users (served by %s %s) -> %s", ds,
              manifest["rows"], manifest["users"], manifest["serving"],
              manifest["model_version"], target)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
-from nightshelf import lake
+from nightshelf import lake, storage
 from nightshelf.config import Config, MissingInput
 
 R = TypeVar("R", bound="Record")
@@ -37,11 +37,8 @@ class Record:
 
     def write(self, cfg: Config) -> Path:
         path = self.path(cfg, self.ds, *self.key())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True,
-                                  default=str))
-        tmp.replace(path)
+        storage.write_text(path, json.dumps(dataclasses.asdict(self), indent=2,
+                                            sort_keys=True, default=str))
         return path
 
     @classmethod

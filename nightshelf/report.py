@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from nightshelf import failures, lake
+from nightshelf import failures, lake, storage
 from nightshelf.config import Config
 from nightshelf.records import (
     CleanCounts,
@@ -106,8 +106,7 @@ def _served_section(fb: FeedbackRecord) -> list[str]:
 def write_report(cfg: Config, ds: str) -> Path:
     text = render(cfg, ds)
     path = lake.run_dir(cfg, ds) / "report.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    storage.write_text(path, text)
     sasrec = SasrecRecord.find(cfg, ds)
     if sasrec:
         import mlflow

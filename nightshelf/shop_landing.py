@@ -99,23 +99,22 @@ def write_events(rows: dict[str, np.ndarray], folder: Path, fmt: str) -> Path:
     """Land one day's raw events as CSV, JSON lines or Parquet (all values as strings)."""
     import pyarrow as pa
 
+    if fmt not in ("csv", "jsonl", "parquet"):
+        raise ValueError(f"shop.formats: unknown format {fmt!r} (use csv, jsonl or parquet)")
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("events.*"):
         old.unlink()
     table = pa.table({c: pa.array(rows[c], pa.string()) for c in COLUMNS})
-    if fmt == "csv":
-        import pyarrow.csv as pacsv
-        path = folder / "events.csv"
-        pacsv.write_csv(table, path, pacsv.WriteOptions(quoting_style="needed"))
-    elif fmt == "jsonl":
-        path = folder / "events.jsonl"
-        table.to_pandas().to_json(path, orient="records", lines=True)
-    elif fmt == "parquet":
-        import pyarrow.parquet as pq
-        path = folder / "events.parquet"
-        pq.write_table(table, path)
-    else:
-        raise ValueError(f"shop.formats: unknown format {fmt!r} (use csv, jsonl or parquet)")
+    path = folder / f"events.{fmt}"
+    with path.open("wb") as out:  # a local folder or any filesystem of storage.landing
+        if fmt == "csv":
+            import pyarrow.csv as pacsv
+            pacsv.write_csv(table, out, pacsv.WriteOptions(quoting_style="needed"))
+        elif fmt == "jsonl":
+            table.to_pandas().to_json(out, orient="records", lines=True)
+        else:
+            import pyarrow.parquet as pq
+            pq.write_table(table, out)
     return path
 
 
@@ -141,5 +140,6 @@ def write_catalog_snapshot(cat, day: int, start_day: date, folder: Path,
         columns["first_seen"] = pa.array(first_seen, pa.date32())
     table = pa.table(columns)
     path = folder / "catalog.parquet"
-    pq.write_table(table, path)
+    with path.open("wb") as out:
+        pq.write_table(table, out)
     return path

@@ -11,14 +11,14 @@ encodes only the items whose text is new or changed.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from nightshelf import lake
+from nightshelf import lake, storage
 from nightshelf.config import Config
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def text_hash(text: str) -> bytes:
 
 
 class TextCache:
-    """Vectors by text hash, in `<lake>/text/<encoder>.npz` (written aside, then renamed)."""
+    """Vectors by text hash, in `<lake>/text/<encoder>.npz` (written atomically)."""
 
     def __init__(self, cfg: Config, encoder: TextEncoder | None = None):
         self.encoder = encoder or TextEncoder()
@@ -68,7 +68,7 @@ class TextCache:
     def _load(self) -> dict[bytes, np.ndarray]:
         if not self.path.exists():
             return {}
-        with np.load(self.path) as z:
+        with self.path.open("rb") as fh, np.load(fh) as z:
             return dict(zip((bytes(k) for k in z["keys"]), z["vectors"]))
 
     def vectors(self, texts: Sequence[str]) -> np.ndarray:
@@ -87,8 +87,7 @@ class TextCache:
         return np.stack([known[k] for k in keys])
 
     def _save(self, known: dict[bytes, np.ndarray]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.npz")
         keys = np.array([np.frombuffer(k, np.uint8) for k in known], np.uint8)
-        np.savez(tmp, keys=keys, vectors=np.stack(list(known.values())))
-        os.replace(tmp, self.path)
+        buf = io.BytesIO()
+        np.savez(buf, keys=keys, vectors=np.stack(list(known.values())))
+        storage.write_bytes(self.path, buf.getvalue())

@@ -54,6 +54,9 @@ def stack(tmp_path_factory):
             "NIGHTSHELF_JOB_VENV": str(REPO / ".venv"),
             "NIGHTSHELF_RETRY_DELAY_SECONDS": "5",
             "NIGHTSHELF__MLFLOW__TRACKING_URI": mlflow_url,
+            # the landing and the lake by URI, on what stands for a shared mount, not the home
+            "NIGHTSHELF__STORAGE__LANDING": (work / "shared" / "landing").as_uri(),
+            "NIGHTSHELF__STORAGE__LAKE": (work / "shared" / "lake").as_uri(),
             "NIGHTSHELF__SPARK__MASTER": master,
             "NIGHTSHELF__SPARK__SHUFFLE_PARTITIONS": "2",
             "NIGHTSHELF__SHOP__USERS": "300",
@@ -122,6 +125,9 @@ def test_a_night_triggered_through_the_api_runs_every_task_on_the_services(stack
     assert first_night["logical_date"].startswith(DS)
     table, manifest = _published(stack, DS)  # a plain pyarrow read of the folder
     assert table.num_rows == manifest["rows"] > 0 and manifest["ds"] == DS
+    # every step went to the lake and landing the config named, none to the home's defaults
+    assert (stack["work"] / "shared" / "lake" / "recommendations" / f"ds={DS}").is_dir()
+    assert not (stack["home"] / "lake").exists() and not (stack["home"] / "landing").exists()
     ran = stack["spark_log"].read_text()
     for job in ("clean", "features", "context", "ranker-rows", "evaluate", "score"):
         assert f"Registering app nightshelf-{job}" in ran, job  # on the standalone master

@@ -1,7 +1,8 @@
 """Real services on loopback for the integration tests, each started as its own processes and
 stopped afterwards: PostgreSQL (Debian's server, `initdb` in a temporary folder), an MLflow
-tracking server on it with proxied artifacts, and Airflow 3 on it with LocalExecutor (its
-api-server, scheduler and dag-processor as separate processes)."""
+tracking server on it with proxied artifacts, Airflow 3 on it with LocalExecutor (its
+api-server, scheduler and dag-processor as separate processes), and an S3 API (moto's
+server: buckets and objects over HTTP, with S3's semantics: no rename, one PUT per object)."""
 
 from __future__ import annotations
 
@@ -89,6 +90,29 @@ def wait_http(url: str, proc: subprocess.Popen, what: str, log: Path, seconds: f
             pass
         time.sleep(1)
     raise TimeoutError(f"{what} did not answer {url} within {seconds}s: {log.read_text()[-3000:]}")
+
+
+@contextmanager
+def s3_server(workdir: Path, bucket: str = "shop"):
+    """Yields the fsspec options of an S3 endpoint on 127.0.0.1 with `bucket` created."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = workdir / "s3-server.log"
+    proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "python"), "-m", "moto.server",
+                             "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/moto-api/", proc, "the S3 server", log, seconds=60)
+        options = {"key": "nightshelf", "secret": "nightshelf", "endpoint_url": url}
+        import boto3
+
+        boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                     aws_access_key_id=options["key"],
+                     aws_secret_access_key=options["secret"]).create_bucket(Bucket=bucket)
+        yield options
+    finally:
+        _stop([proc])
 
 
 @contextmanager
