@@ -45,6 +45,12 @@ def rows_of(cfg, ds: str) -> list[dict]:
             continue
         out.append({"night": ds, "model": model, "users": rep["users"],
                     **{m: round(float(rep[m]), 4) for m in METRICS if m in rep},
+                    # the holdout's slices: items fewer than 5 users touched before the split
+                    # (cold) and the others; `cold_relevant`: (user, item) pairs touched there
+                    **{f"{s}_{m}": round(float(rep[f"slice.{s}_items.{m}"]), 4)
+                       for s in ("cold", "warm") for m in ("ndcg@10", "hr@10")
+                       if f"slice.{s}_items.{m}" in rep},
+                    "cold_relevant": rep.get("slice.cold_items.relevant"),
                     "served": (model == ("ranker" if gate.promoted else "champion")
                                and gate.serving.kind == "model") or gate.serving.kind == model})
     best = max((r for r in out if r["model"] not in ("ranker", "champion", "sasrec")),
@@ -56,12 +62,23 @@ def rows_of(cfg, ds: str) -> list[dict]:
     return out
 
 
+def text_encoder() -> str | None:
+    try:
+        import wordllama
+
+        from training.text import CONFIG, DIM
+    except ImportError:
+        return None
+    return f"wordllama-{wordllama.__version__}-{CONFIG}-{DIM}"
+
+
 def table(rows: list[dict]) -> str:
-    lines = ["| night | model | holdout users | NDCG@10 | HR@10 | coverage | served |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| night | model | holdout users | NDCG@10 | HR@10 | coverage | cold NDCG@10 | "
+             "warm NDCG@10 | served |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['night']} | {r['model']} | {r['users']:,} | {r['ndcg@10']:.4f} | "
                      f"{r['hr@10']:.4f} | {r.get('coverage', 0):.4f} | "
+                     f"{r.get('cold_ndcg@10', 0):.4f} | {r.get('warm_ndcg@10', 0):.4f} | "
                      f"{'yes' if r['served'] else ''} |")
     return "\n".join(lines) + "\n"
 
@@ -69,6 +86,12 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="grocery")
+    p.add_argument("--name", default=None,
+                   help="the run's name: its home under --root and its default --out "
+                        "(the profile's name by default)")
+    p.add_argument("--no-text", action="store_true",
+                   help="text.enabled false: no item text (the ablation of the text features, "
+                        "the text source and new items' SASRec placement)")
     p.add_argument("--nights", type=int, default=3)
     p.add_argument("--users", type=int, default=None, help="the shop's users (config default)")
     p.add_argument("--days", type=int, default=None,
@@ -86,10 +109,13 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(REPO))
     from nightshelf.config import load_config
 
-    home = Path(a.root) / a.profile
+    name = a.name or a.profile + ("-notext" if a.no_text else "")
+    home = Path(a.root) / name
     env = {**os.environ, "NIGHTSHELF_HOME": str(home), "NIGHTSHELF__SHOP__PROFILE": a.profile,
            "TF_CPP_MIN_LOG_LEVEL": "2",
            "NIGHTSHELF_AIRFLOW_VENV": str(REPO / ".venv-airflow")}
+    if a.no_text:
+        env["NIGHTSHELF__TEXT__ENABLED"] = "false"
     if a.config:
         env["NIGHTSHELF_CONFIG"] = str(Path(a.config).resolve())
     if a.users:
@@ -108,10 +134,11 @@ def main(argv: list[str] | None = None) -> None:
         _nightshelf(env, "backfill", "--from", first.isoformat(), "--to", last.isoformat())
     rows = [r for i in range(a.nights)
             for r in rows_of(cfg, (first + datetime.timedelta(days=i)).isoformat())]
-    result = {"profile": a.profile, "config": a.config, "users": cfg.shop.users,
+    result = {"profile": a.profile, "name": name, "config": a.config, "text": cfg.text.enabled,
+              "text_encoder": text_encoder() if cfg.text.enabled else None, "users": cfg.shop.users,
               "days": cfg.shop.days, "nights": a.nights,
               "seconds": round(time.monotonic() - t0), "rows": rows}
-    out = Path(a.out or REPO / "bench" / "results" / f"quality-night-{a.profile}.json")
+    out = Path(a.out or REPO / "bench" / "results" / f"quality-night-{name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(table(rows))
@@ -121,8 +148,9 @@ def main(argv: list[str] | None = None) -> None:
     from nightshelf.tracking import setup_mlflow
 
     setup_mlflow(cfg)
-    with mlflow.start_run(run_name=f"bench-quality-night {a.profile}"):
-        mlflow.set_tags({"bench": "quality-night", "profile": a.profile})
+    with mlflow.start_run(run_name=f"bench-quality-night {name}"):
+        mlflow.set_tags({"bench": "quality-night", "profile": a.profile,
+                         "text": str(cfg.text.enabled)})
         mlflow.log_table(pd.DataFrame(rows), artifact_file="quality_night.json")
         mlflow.log_text(table(rows), "quality_night.md")
     print(f"wrote {out}")

@@ -39,7 +39,7 @@ from nightshelf.config import Config
 from nightshelf.spark import job_main
 from training import covisit
 from training.context import Repurchase
-from training.inputs import repurchase_rule
+from training.inputs import load_catalog, night_vocab, repurchase_rule, text_path
 
 log = logging.getLogger("nightshelf.context")
 
@@ -167,6 +167,16 @@ def vocabulary(steps: DataFrame, catalog: DataFrame, new_since=None) -> DataFram
     return steps.select(S.ITEM).union(fresh).distinct().orderBy(S.ITEM)
 
 
+def write_text(cfg: Config, ds: str) -> None:
+    """The vocabulary's item text: each title's vector (encoded once, cached by content
+    hash) and its nearest items by text, on the driver: catalog-sized, never per user."""
+    from training.text import item_text_of
+
+    vocab = night_vocab(cfg, ds)
+    catalog = load_catalog(cfg, ds)
+    item_text_of(cfg, [catalog.title.get(str(v)) or "" for v in vocab]).save(text_path(cfg, ds))
+
+
 def run(spark, cfg: Config, ds: str) -> dict:
     seqs = spark.read.parquet(str(lake.features(cfg, "sequences", ds)))
     steps = steps_of(seqs).cache()
@@ -176,6 +186,8 @@ def run(spark, cfg: Config, ds: str) -> dict:
     write_atomically(vocab.coalesce(1), lake.context(cfg, ds, "vocab"), spark)
     log.info("context ds=%s: vocabulary of %d items (%d in the catalog)", ds,
              spark.read.parquet(str(lake.context(cfg, ds, "vocab"))).count(), catalog.count())
+    if cfg.text.enabled:
+        write_text(cfg, ds)
     counts, meta = {}, {}
     points = lake.points(cfg, ds)
     neighbours = covisitation_at(steps, points).persist(StorageLevel.MEMORY_AND_DISK)

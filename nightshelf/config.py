@@ -182,6 +182,12 @@ class LandingConfig:
 
 
 @dataclass(frozen=True)
+class TextConfig:
+    enabled: bool        # item text vectors from the pretrained encoder (training/text.py)
+    neighbours: int      # each item's nearest items by text: the content source, new items
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     landing: str         # "" (<home>/landing), a path, or a URI: file://, s3://, hdfs://...
     lake: str            # "" (<home>/lake), a path, or a URI
@@ -233,6 +239,7 @@ class Config:
     mlflow: MlflowConfig
     shop: ShopConfig
     storage: StorageConfig
+    text: TextConfig
 
     @property
     def tracking_uri(self) -> str:

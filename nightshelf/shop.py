@@ -152,11 +152,12 @@ def make_users(shop: ShopConfig, n_leaves: int, rng: np.random.Generator) -> Use
 
 
 class _Sampler:
-    """Draws items of a leaf by popularity (x3 for items new in the last 3 days)."""
+    """Draws items of a leaf by popularity (x `launch_boost` for items new in the last
+    `launch_days` days: 3 and 3 but in the `launches` profile)."""
 
-    def __init__(self, cat: Catalog, day: int):
+    def __init__(self, cat: Catalog, day: int, boost: float = 3.0, days: int = 3):
         live = np.flatnonzero(cat.first_day <= day)
-        w = cat.popularity[live] * np.where(cat.first_day[live] >= day - 3, 3.0, 1.0)
+        w = cat.popularity[live] * np.where(cat.first_day[live] >= day - days, boost, 1.0)
         order = np.lexsort((live, cat.leaf[live]))
         self.items, w, leaf = live[order], w[order], cat.leaf[live][order]
         n_leaves = int(cat.leaf.max()) + 1
@@ -195,7 +196,7 @@ def _simulate_day(day: int, day_start: float, cat: Catalog, users: Users,
     tasted leaf (15%); a view becomes a cart 9% of the time, a cart a purchase 45%; 2%
     favourites. Consumables run out: each repurchasable item bought earlier is bought again
     with 3% a day. (The rates are the default profile's; see `shop_profiles`.)"""
-    sampler = _Sampler(cat, day)
+    sampler = _Sampler(cat, day, prof.launch_boost, prof.launch_days)
     active = np.flatnonzero(users.first_day <= day)
     k = rng.poisson(users.activity[active])
     s_user = np.repeat(active, k)

@@ -11,6 +11,11 @@
   a few items a trip are new to the household (its tastes drift); a large catalog
   (`catalog_factor` x `shop.items`) with a steep popularity law, so most of it is never
   bought in the window; the catalog has no first-seen dates and no repurchasable flags.
+- `launches`: the default shop with a stream of launches: 15x the new items a day, each
+  drawn 12x its popularity in its first 2 days, so a good share of what users touch on a
+  day is items nobody had touched the day before. Their titles carry the signal (the
+  brand's and the leaf category's words, as every title does) and nothing else does yet:
+  the shop where item text is worth measuring.
 - `marketplace`: views-heavy browsing with rare purchases (a cart every 25 views, a third of
   carts bought), long sessions, a large catalog and many new items every day
   (`new_items_factor` x `shop.new_items_per_day`).
@@ -45,12 +50,15 @@ class Profile:
     weekly_trip: float = 0.85        # a household shops on its weekday with this
     top_up_trip: float = 0.04        # ... and on another day with this
     new_staple: float = 0.1          # a trip makes one explored item a staple with this
+    launch_boost: float = 3.0        # a new item is drawn this many times its popularity
+    launch_days: int = 3             # ... in its first this many days
 
 
 PROFILES = {
     "default": Profile("default"),
     "grocery": Profile("grocery", catalog_factor=10, popularity_exponent=1.8,
                        catalog_first_seen=False, catalog_repurchasable=False, baskets=True),
+    "launches": Profile("launches", new_items_factor=15, launch_boost=12.0, launch_days=2),
     "marketplace": Profile("marketplace", catalog_factor=5, new_items_factor=20,
                            popularity_exponent=1.0, view_to_cart=0.04, cart_to_purchase=0.33,
                            session_stop=0.12, rebuy_per_day=0.002),

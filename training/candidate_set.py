@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SOURCES = ("sasrec", "covisit", "popularity", "repeat")  # candidate sources, in order
+SOURCES = ("sasrec", "covisit", "popularity", "repeat", "text")  # candidate sources
 NUMERIC = (
-    [f"{s}_{f}" for s in SOURCES for f in ("score", "log_rank")]
+    [f"{s}_{f}" for s in SOURCES[:4] for f in ("score", "log_rank")]
     + ["covisit_last_item", "user_item_events", "user_item_days_since", "user_item_bought",
        "user_item_max_weight", "item_log_users", "item_log_pop_1d", "item_log_pop_7d",
        "item_age_days", "item_log_price", "user_log_steps", "user_log_items",
@@ -19,7 +19,10 @@ NUMERIC = (
     # what a value means when it cannot be computed: missing is not zero, the model is told
     + ["item_untouched", "item_price_missing", "item_rebuy_share", "item_log_rebuy_days",
        "user_item_cycle", "user_item_cycle_known", "user_item_own_cycle",
-       "user_item_own_cycle_known", "user_item_log_purchases"])
+       "user_item_own_cycle_known", "user_item_log_purchases"]
+    # item text: the text source's score and rank, the item's cosine to the user's recent
+    # items (their mean vector) and to the last one (0 where the night has no text)
+    + ["text_score", "text_log_rank", "text_sim_recent", "text_sim_last"])
 
 
 @dataclass

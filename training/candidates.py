@@ -5,7 +5,9 @@ Four sources propose items for a user, each from what was known at `ctx.at` only
 - `sasrec`: the sequence model's next-item logits for the user's history;
 - `covisit`: item-to-item co-visitation from the user's recent items;
 - `popularity`: event-type-weighted interactions in the popularity window before `at`;
-- `repeat`: the user's own items again (re-views, repurchases), by recency-decayed weight.
+- `repeat`: the user's own items again (re-views, repurchases), by recency-decayed weight;
+- `text`: the items nearest by title text (a pretrained encoder's vectors) to the user's
+  recent items: the one source that reaches items nobody has touched yet.
 
 The union of each source's top items (sizes from `ranker.candidates`, after the same masks
 as the published lists) is one user's candidate set. Every candidate gets one row of numeric
@@ -26,6 +28,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+from scipy import sparse
 
 from training.baselines import recent_scores
 from training.candidate_set import NUMERIC, CandidateSet
@@ -185,6 +188,17 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
                           choose("covisit", c_rows[ok], c_items[ok], c_vals[ok]))
     covisit_depth = np.bincount(c_rows[ok], minlength=n)
 
+    # text: the items nearest by title to the user's recent items
+    text_graph = (ctx.text_sim if ctx.text_sim is not None
+                  else sparse.csr_matrix((size, size), dtype=np.float32))
+    tx = recent_scores(text_graph, rr, ri, n).tocoo()
+    t_rows, t_items, t_vals = tx.row.astype(np.int64), tx.col.astype(np.int64), tx.data
+    text = _Pairs(size, t_rows, t_items, t_vals.astype(np.float32))
+    ok = allowed(ctx, masked, t_rows, t_items) & (t_vals > 0)
+    text_rank = _Pairs(size, t_rows[ok], t_items[ok],
+                       choose("text", t_rows[ok], t_items[ok], t_vals[ok]))
+    text_depth = np.bincount(t_rows[ok], minlength=n)
+
     # popularity: the global order, less each user's masked items
     head = ctx.pop_order[:sizes.get("popularity", 0) + np.diff(steps.bought_ptr).max(
         initial=0)]
@@ -258,14 +272,39 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
         features[f"user_item_{name}"] = np.where(
             known, np.minimum(cycle_days / np.maximum(interval, 1e-3), CYCLE_CAP), 0.0)
     features["user_item_log_purchases"] = np.log1p(own_value(n_buys, 0))
+    features["text_score"] = text.get(cr, ci, 0.0)
+    features["text_log_rank"] = text_rank.get(cr, ci, -1)
+    features["text_sim_recent"], features["text_sim_last"] = text_similarities(
+        ctx, rr, ri, last_item, cr, ci, n)
     # a sparse source's rank for an item it did not score: just past its last scored item
-    for name, depth in (("covisit", covisit_depth), ("repeat", repeat_depth)):
+    for name, depth in (("covisit", covisit_depth), ("repeat", repeat_depth),
+                        ("text", text_depth)):
         col = features[f"{name}_log_rank"]
         features[f"{name}_log_rank"] = np.log1p(np.where(col < 0, depth[cr], col))
     numeric = np.stack([np.asarray(features[k], np.float32) for k in NUMERIC], axis=1)
     return CandidateSet(rows=cr, items=ci, numeric=numeric,
                         category=ctx.category[ci].astype(str),
                         brand=ctx.brand[ci].astype(str), title=ctx.title[ci].astype(str))
+
+
+def text_similarities(ctx: ItemContext, rr: np.ndarray, ri: np.ndarray, last_item: np.ndarray,
+                      cr: np.ndarray, ci: np.ndarray, n: int,
+                      chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+    """Per candidate (cr, ci): the cosine of its text vector to the mean of the user's
+    recent items' (rr, ri) and to the user's last item's; zeros without text. Candidates
+    are taken `chunk` at a time, so memory stays chunk x dim whatever the batch."""
+    recent, last = np.zeros(len(cr), np.float32), np.zeros(len(cr), np.float32)
+    vec = ctx.text_vec
+    if vec is None or not len(cr):
+        return recent, last
+    profile = np.asarray(sparse.csr_matrix((np.ones(len(rr), np.float32), (rr, ri)),
+                                           shape=(n, ctx.size)) @ vec, np.float32)
+    profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-9)
+    for s in range(0, len(cr), chunk):
+        r, i = cr[s:s + chunk], ci[s:s + chunk]
+        recent[s:s + chunk] = np.einsum("nd,nd->n", profile[r], vec[i])
+        last[s:s + chunk] = np.einsum("nd,nd->n", vec[last_item[r]], vec[i])
+    return recent, last
 
 
 def labels(cands: CandidateSet, after: Steps, size: int,

@@ -109,6 +109,10 @@ class ItemContext:
     log_price: np.ndarray
     price_known: np.ndarray        # the catalog has a price for the item
     sim: sparse.csr_matrix         # co-visitation: each item's top neighbours
+    # item text (training/text.py), None when the night has none: unit vectors [V, dim]
+    # and each item's nearest items by text
+    text_vec: np.ndarray | None = None
+    text_sim: sparse.csr_matrix | None = None
     category_codes: np.ndarray = field(init=False)
     brand_codes: np.ndarray = field(init=False)
     pop_order: np.ndarray = field(init=False)  # recommendable items, most popular first

@@ -65,6 +65,7 @@ class Evaluation:
             part = keys[self.cold[keys % size] == want]
             n_part = np.bincount(part // size, minlength=len(after))[rows]
             sel = n_part > 0
+            self.sums[name][f"relevant.{slice_name}"] += float(n_part.sum())
             if sel.any():
                 h = hit & (self.cold[np.maximum(ranked, 0)] == want)
                 self._add(name, f"slice.{slice_name}.",
@@ -122,6 +123,9 @@ class Evaluation:
         out = {}
         for key, total in s.items():
             if key in ("novelty", "diversity"):
+                continue
+            if key.startswith("relevant."):  # how many (user, item) the slice's users touched
+                out[f"slice.{key[len('relevant.'):]}.relevant"] = int(total)
                 continue
             prefix = key[:key.rindex(".") + 1] if key.startswith("slice.") else ""
             out[key] = total / c[prefix]

@@ -92,8 +92,30 @@ def load_context(cfg: Config, ds: str, point: str, vocab: np.ndarray, catalog: C
     needs = f"the context job for ds={ds}"
     items = lake.read_parquet(lake.context(cfg, ds, point, "items"), needs=needs)
     neighbours = lake.read_parquet(lake.context(cfg, ds, point, "neighbours"), needs=needs)
-    return from_tables(items, neighbours, where["at"], vocab, catalog, cfg.events.weights,
-                       where["users"])
+    ctx = from_tables(items, neighbours, where["at"], vocab, catalog, cfg.events.weights,
+                      where["users"])
+    text = load_text(cfg, ds, vocab)
+    if text is not None:
+        ctx.text_vec, ctx.text_sim = text.vectors, text.sim
+    return ctx
+
+
+def text_path(cfg: Config, ds: str):
+    return lake.context(cfg, ds, "text.npz")
+
+
+def load_text(cfg: Config, ds: str, vocab: np.ndarray):
+    """The night's item text over `vocab` (None with `text.enabled` off, or when the
+    context job wrote none)."""
+    if not cfg.text.enabled:
+        return None
+    from training.text import ItemText
+
+    text = ItemText.load(text_path(cfg, ds))
+    if text is not None and len(text.vectors) != len(vocab):
+        raise MissingInput(f"{text_path(cfg, ds)} has {len(text.vectors)} items, the "
+                           f"vocabulary {len(vocab)}: run the context job for ds={ds} again")
+    return text
 
 
 def repurchase_rule(cfg: Config) -> Repurchase:

@@ -34,7 +34,7 @@ SETTINGS_TAG = "serving_settings"  # on a ranker version: what shaped its inputs
 
 
 # the numeric features of the rankers registered before the list was logged with them
-FIRST_FEATURES = tuple(NUMERIC[:24])
+FIRST_FEATURES = tuple(NUMERIC[:24])  # NUMERIC only grows at its end
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,12 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from scipy import sparse
 
 from nightshelf import lake, storage
 from nightshelf.config import Config
@@ -48,8 +50,9 @@ class TextEncoder:
         """[n, dim] float32 of unit length (an empty text: zeros)."""
         if not len(texts):
             return np.zeros((0, self.dim), np.float32)
-        out = np.asarray(self._model.embed(list(texts), norm=True, batch_size=batch_size),
-                         np.float32).reshape(len(texts), self.dim)
+        with np.errstate(invalid="ignore", divide="ignore"):  # an empty text: 0 / 0
+            out = np.asarray(self._model.embed(list(texts), norm=True, batch_size=batch_size),
+                             np.float32).reshape(len(texts), self.dim)
         out[np.array([not t for t in texts])] = 0.0
         return out
 
@@ -91,3 +94,64 @@ class TextCache:
         buf = io.BytesIO()
         np.savez(buf, keys=keys, vectors=np.stack(list(known.values())))
         storage.write_bytes(self.path, buf.getvalue())
+
+
+def nearest(vectors: np.ndarray, k: int, block: int = 1024):
+    """Each row's `k` most similar other rows by cosine (rows of unit length; a zero row,
+    an empty text, has no neighbours and is nobody's), as a sparse [n, n] matrix of
+    similarities above zero. Blocks of `block` rows at a time: memory block x n."""
+    n = len(vectors)
+    k = min(k, n - 1)
+    rows, cols, sims = [], [], []
+    if k <= 0:
+        return sparse.csr_matrix((n, n), dtype=np.float32)
+    v = np.ascontiguousarray(vectors, np.float32)
+    for start in range(0, n, block):
+        s = v[start:start + block] @ v.T
+        s[np.arange(len(s)), np.arange(start, start + len(s))] = -np.inf  # not itself
+        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        val = np.take_along_axis(s, top, axis=1)
+        keep = val > 0
+        rows.append(np.repeat(np.arange(start, start + len(s)), k)[keep.ravel()])
+        cols.append(top[keep])
+        sims.append(val[keep])
+    return sparse.csr_matrix((np.concatenate(sims), (np.concatenate(rows),
+                                                     np.concatenate(cols))), shape=(n, n))
+
+
+@dataclass
+class ItemText:
+    """The night's item text over its vocabulary: unit vectors ([V, dim], zeros where an
+    item has no title) and each item's `neighbours` nearest items by text."""
+    encoder: str
+    vectors: np.ndarray
+    sim: sparse.csr_matrix
+
+    def save(self, path: Path) -> None:
+        coo = self.sim.tocoo()
+        buf = io.BytesIO()
+        np.savez(buf, encoder=np.array(self.encoder), vectors=self.vectors.astype(np.float16),
+                 rows=coo.row.astype(np.int32), cols=coo.col.astype(np.int32),
+                 sims=coo.data.astype(np.float32))
+        storage.write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path: Path) -> "ItemText | None":
+        if not path.exists():
+            return None
+        with path.open("rb") as fh, np.load(fh) as z:
+            n = len(z["vectors"])
+            sim = sparse.csr_matrix((z["sims"], (z["rows"], z["cols"])), shape=(n, n))
+            return cls(str(z["encoder"]), z["vectors"].astype(np.float32), sim)
+
+
+def item_text_of(cfg: Config, titles: Sequence[str]) -> ItemText:
+    """Encode (through the cache) the titles laid out over a vocabulary, and their text
+    neighbours (`text.neighbours`)."""
+    cache = TextCache(cfg)
+    texts = [item_text(t) for t in titles]
+    vectors = cache.vectors(texts)
+    sim = nearest(vectors, cfg.text.neighbours)
+    log.info("text: %d items, %d text-neighbour pairs (%s)", len(texts), sim.nnz,
+             cache.encoder.name)
+    return ItemText(cache.encoder.name, vectors, sim)

@@ -45,11 +45,13 @@ from training.steps import Steps
 log = logging.getLogger(__name__)
 
 
-def fit(cfg: Config, before: Steps, vocab: np.ndarray, warm=None):
+def fit(cfg: Config, before: Steps, vocab: np.ndarray, warm=None, text_sim=None):
     """Fit SASRec on the steps given (at most `model.max_train_users` users, a seeded
     sample); 10% of them kept for early stopping. With `warm` (the champion's scoring
     model), start from its weights and train at most `model.warm_epochs` epochs. Past
-    `model.sampled_softmax_above` items the loss is the sampled softmax."""
+    `model.sampled_softmax_above` items the loss is the sampled softmax. With `text_sim`
+    (each item's nearest items by text), the items training never showed are placed among
+    their text neighbours afterwards (`place_by_text`)."""
     m = cfg.model
     if len(before) > m.max_train_users:
         rows = np.sort(np.random.default_rng(m.seed).choice(len(before), m.max_train_users,
@@ -83,8 +85,39 @@ def fit(cfg: Config, before: Steps, vocab: np.ndarray, warm=None):
                       patience=m.patience, on_epoch=on_epoch, negatives=negatives,
                       deadline=time.monotonic() + 60 * m.max_train_minutes)
     history = {"loss": hist["loss"], "val_loss": [-v for v in hist["val"]]}
+    placed = place_by_text(model, y, w, text_sim) if text_sim is not None else 0
     return model, history, {"train_sequences": int(len(tr)), "val_sequences": int(n_val),
-                            "warm_start": bool(warmed), "sampled_negatives": negatives}
+                            "warm_start": bool(warmed), "sampled_negatives": negatives,
+                            "text_placed_items": placed}
+
+
+def place_by_text(model: SASRec, y: np.ndarray, w: np.ndarray, text_sim) -> int:
+    """Give each item that no training target showed (new items, above all) an embedding
+    among its text neighbours that training did show: their similarity-weighted mean,
+    scaled to their mean norm, so the item can be ranked the night it appears, scored as
+    the items its title resembles. Returns how many items were placed."""
+    emb = model.item_embedding.embeddings.numpy()
+    size = len(emb)
+    seen = np.bincount(y[w > 0].ravel(), minlength=size)[:size] > 0
+    seen[:2] = False  # padding and unknown are nobody's neighbours
+    cold = np.flatnonzero(~seen)
+    cold = cold[cold >= 2]
+    if not len(cold):
+        return 0
+    sim = text_sim[cold][:, np.flatnonzero(seen)]
+    weight = np.asarray(sim.sum(axis=1)).ravel()
+    ok = weight > 0
+    if not ok.any():
+        return 0
+    known = emb[seen]
+    mean = np.asarray(sim[ok] @ known) / weight[ok, None]
+    norm = np.asarray(sim[ok] @ np.linalg.norm(known, axis=1)).ravel() / weight[ok]
+    mean *= (norm / np.maximum(np.linalg.norm(mean, axis=1), 1e-9))[:, None]
+    emb[cold[ok]] = mean.astype(emb.dtype)
+    model.item_embedding.embeddings.assign(emb)
+    log.info("text: %d of %d items training never showed placed among their text "
+             "neighbours", int(ok.sum()), len(cold))
+    return int(ok.sum())
 
 
 def warm_start(model: SASRec, vocab: np.ndarray, champion) -> bool:
@@ -144,6 +177,7 @@ def inputs_fingerprint(cfg: Config, ds: str) -> str:
     settings = {k: vars(getattr(cfg, k)) for k in ("model", "ranker", "scoring")}
     settings["weights"] = cfg.events.weights
     settings["popularity_days"] = cfg.features.popularity_days
+    settings["text"] = vars(cfg.text)
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
@@ -196,7 +230,9 @@ def run(cfg: Config, ds: str, force: bool = False) -> SasrecRecord:
                      fingerprint)
         t0 = time.monotonic()
         warm = champion_sasrec(cfg) if cfg.model.warm_start else None
-        model, history, sizes = fit(cfg, before, vocab, warm)
+        text = inputs.load_text(cfg, ds, vocab)
+        model, history, sizes = fit(cfg, before, vocab, warm,
+                                    text.sim if text is not None else None)
         seconds = time.monotonic() - t0
         mlflow.log_params({f"data.{k}": v for k, v in sizes.items()})
         mlflow.log_metric("sasrec.train_seconds", seconds)
