@@ -200,6 +200,34 @@ def test_mlflow_run_finished_with_metrics_and_a_registered_champion(night):
         assert model.signature is not None
 
 
+def test_the_night_used_item_text_from_the_installed_encoder(night):
+    """The context job embedded the vocabulary's titles and their text neighbours; SASRec
+    placed the items it never trained on among them; the registered ranker reads the text
+    features and the text source, and its candidates reached items by text."""
+    from mlflow import MlflowClient
+
+    from nightshelf import lake
+    from nightshelf.records import RowsRecord, SasrecRecord
+    from training.inputs import load_text, night_vocab
+    from training.serve import SETTINGS_TAG
+
+    cfg = _config(night)
+    vocab = night_vocab(cfg, DS)
+    text = load_text(cfg, DS, vocab)
+    assert text.encoder.startswith("wordllama-") and text.vectors.shape == (len(vocab), 256)
+    assert text.sim.nnz >= (len(vocab) - 2) * 0.9 * cfg.text.neighbours
+    assert list(lake.lake(cfg, "text").glob("wordllama-*.npz"))  # the cache, by content hash
+    assert SasrecRecord.read(cfg, DS).sizes["text_placed_items"] >= 0
+    client = MlflowClient(tracking_uri=cfg.tracking_uri)
+    version = client.search_model_versions(f"name='{cfg.ranker.name}'")[0]
+    settings = json.loads(version.tags[SETTINGS_TAG])
+    assert {"text_score", "text_sim_recent", "text_sim_last"} <= set(settings["features"])
+    assert settings["candidates"]["text"] == cfg.ranker.candidates["text"] > 0
+    rows = lake.read_parquet(lake.ranker_rows(cfg, DS, 1), columns=["text_score"])
+    assert (rows.column("text_score").to_numpy() > 0).mean() > 0.1
+    assert RowsRecord.read(cfg, DS).rows > 0
+
+
 def test_data_docs_were_built(night):
     from nightshelf import lake
 
