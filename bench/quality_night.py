@@ -64,12 +64,11 @@ def rows_of(cfg, ds: str) -> list[dict]:
 
 def text_encoder() -> str | None:
     try:
-        import wordllama
+        from training.text import encoder_name
 
-        from training.text import CONFIG, DIM
+        return encoder_name()
     except ImportError:
         return None
-    return f"wordllama-{wordllama.__version__}-{CONFIG}-{DIM}"
 
 
 def table(rows: list[dict]) -> str:

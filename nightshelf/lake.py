@@ -180,10 +180,13 @@ def data_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     found = sorted(folder.glob("*.parquet"), key=lambda p: p.name)
-    listed = (read_json(folder / MANIFEST) or {}).get("files")
-    if listed is None or storage.renames_atomically(folder):
+    if storage.renames_atomically(folder):
         return found
-    return [p for p in found if p.name in set(listed)]
+    listed = (read_json(folder / MANIFEST) or {}).get("files")
+    if listed is None:
+        return found
+    listed = set(listed)
+    return [p for p in found if p.name in listed]
 
 
 def read_parquet(folder: Path, columns: list[str] | None = None, needs: str = ""):

@@ -178,26 +178,24 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
     else:
         rel, sasrec_rank = None, None
 
-    # co-visitation from the user's recent items
     rr, ri = recent_items(steps, COVISIT_RECENT)
-    cov = recent_scores(ctx.sim, rr, ri, n).tocoo()
-    c_rows, c_items, c_vals = cov.row.astype(np.int64), cov.col.astype(np.int64), cov.data
-    covisit = _Pairs(size, c_rows, c_items, c_vals.astype(np.float32))
-    ok = allowed(ctx, masked, c_rows, c_items) & (c_vals > 0)
-    covisit_rank = _Pairs(size, c_rows[ok], c_items[ok],
-                          choose("covisit", c_rows[ok], c_items[ok], c_vals[ok]))
-    covisit_depth = np.bincount(c_rows[ok], minlength=n)
 
-    # text: the items nearest by title to the user's recent items
-    text_graph = (ctx.text_sim if ctx.text_sim is not None
-                  else sparse.csr_matrix((size, size), dtype=np.float32))
-    tx = recent_scores(text_graph, rr, ri, n).tocoo()
-    t_rows, t_items, t_vals = tx.row.astype(np.int64), tx.col.astype(np.int64), tx.data
-    text = _Pairs(size, t_rows, t_items, t_vals.astype(np.float32))
-    ok = allowed(ctx, masked, t_rows, t_items) & (t_vals > 0)
-    text_rank = _Pairs(size, t_rows[ok], t_items[ok],
-                       choose("text", t_rows[ok], t_items[ok], t_vals[ok]))
-    text_depth = np.bincount(t_rows[ok], minlength=n)
+    def from_recent(source: str, graph: sparse.csr_matrix):
+        """A source over an item graph, from the user's recent items: (score, rank, how
+        many items it ranked per user)."""
+        g = recent_scores(graph, rr, ri, n).tocoo()
+        g_rows, g_items, g_vals = g.row.astype(np.int64), g.col.astype(np.int64), g.data
+        ok = allowed(ctx, masked, g_rows, g_items) & (g_vals > 0)
+        rank = choose(source, g_rows[ok], g_items[ok], g_vals[ok])
+        return (_Pairs(size, g_rows, g_items, g_vals.astype(np.float32)),
+                _Pairs(size, g_rows[ok], g_items[ok], rank),
+                np.bincount(g_rows[ok], minlength=n))
+
+    # co-visitation, and text: the items nearest by title, from the user's recent items
+    covisit, covisit_rank, covisit_depth = from_recent("covisit", ctx.sim)
+    text, text_rank, text_depth = from_recent(
+        "text", ctx.text_sim if ctx.text_sim is not None
+        else sparse.csr_matrix((size, size), dtype=np.float32))
 
     # popularity: the global order, less each user's masked items
     head = ctx.pop_order[:sizes.get("popularity", 0) + np.diff(steps.bought_ptr).max(

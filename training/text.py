@@ -33,6 +33,13 @@ def item_text(title: str | None, description: str | None = None) -> str:
     return " ".join(t.strip() for t in (title, description) if t and t.strip())
 
 
+def encoder_name(dim: int = DIM) -> str:
+    """The encoder's name, which keys its cache: the package's version, config and size."""
+    import wordllama
+
+    return f"wordllama-{wordllama.__version__}-{CONFIG}-{dim}"
+
+
 class TextEncoder:
     """WordLlama from the installed wheel alone (its weights and tokenizer sit inside the
     package): a missing file is an error, not a download."""
@@ -41,7 +48,7 @@ class TextEncoder:
         import wordllama
         from wordllama import WordLlama
 
-        self.name = f"wordllama-{wordllama.__version__}-{CONFIG}-{dim}"
+        self.name = encoder_name(dim)
         self.dim = dim
         self._model = WordLlama.load(config=CONFIG, dim=dim, disable_download=True,
                                      cache_dir=Path(wordllama.__file__).parent)
