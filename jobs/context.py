@@ -32,7 +32,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from jobs.storage import write_atomically, write_json
+from jobs.storage import partition_days, write_atomically, write_json
 from nightshelf import lake
 from nightshelf import schema as S
 from nightshelf.config import Config
@@ -48,6 +48,7 @@ NEIGHBOUR, SIM = covisit.NEIGHBOUR, covisit.SIM
 POP_1D, POP_WINDOW, N_USERS, FIRST_SEEN = "pop_1d", "pop_window", "n_users", "first_seen"
 BUYERS, REBUYERS, REBUY_DAYS = "buyers", "rebuyers", "rebuy_days"
 LEARNED_REPURCHASABLE = "learned_repurchasable"
+LISTED = "listed"   # per point: the items on sale then (`listed`)
 POINT = covisit.POINT
 
 
@@ -167,6 +168,28 @@ def vocabulary(steps: DataFrame, catalog: DataFrame, new_since=None) -> DataFram
     return steps.select(S.ITEM).union(fresh).distinct().orderBy(S.ITEM)
 
 
+def listed(spark, cfg: Config, ds: str, at: datetime, days: list[str]) -> tuple[DataFrame, str]:
+    """(item_id of the items on sale as of `at`, which catalog said so): the latest cleaned
+    catalog snapshot of a day on or before `at`'s (a day's snapshot lists what the shop
+    sells from that day on; the night's own for the split and the cutoff), its items marked
+    available. Without such a snapshot, the night's catalog less the items it says were
+    first seen after that day. A label window's candidates are then what could have been
+    recommended at its start, not items launched later that nobody could have touched in it."""
+    day = min(at.date(), lake.parse_ds(ds)).isoformat()
+    earlier = [d for d in days if d <= day]
+    if earlier:
+        cat = spark.read.parquet(str(lake.clean_catalog(cfg, earlier[-1])))
+        source = f"clean catalog ds={earlier[-1]}"
+    else:
+        cat = spark.read.parquet(str(lake.features(cfg, "items", ds)))
+        source = f"the night's catalog (no snapshot on or before {day})"
+        if S.FIRST_SEEN in cat.columns:
+            cat = cat.filter(F.col(S.FIRST_SEEN).isNull()
+                             | (F.to_date(F.col(S.FIRST_SEEN)) <= F.lit(day).cast("date")))
+            source += ", less items first seen later"
+    return cat.filter(F.col(S.AVAILABLE)).select(S.ITEM).distinct(), source
+
+
 def write_text(cfg: Config, ds: str) -> None:
     """The vocabulary's item text: each title's vector (encoded once, cached by content
     hash) and its nearest items by text, on the driver: catalog-sized, never per user."""
@@ -190,12 +213,15 @@ def run(spark, cfg: Config, ds: str) -> dict:
         write_text(cfg, ds)
     counts, meta = {}, {}
     points = lake.points(cfg, ds)
+    days = partition_days(spark, lake.clean_catalog(cfg))
     neighbours = covisitation_at(steps, points).persist(StorageLevel.MEMORY_AND_DISK)
     # computed here on every core, before the writes coalesce each point into one file
     log.info("context ds=%s: %d co-visitation pairs over %d points", ds, neighbours.count(),
              len(points))
     for name, at in points.items():
-        meta[name] = {"at": at.isoformat(),
+        on_sale, source = listed(spark, cfg, ds, at, days)
+        write_atomically(on_sale.coalesce(1), lake.context(cfg, ds, name, LISTED), spark)
+        meta[name] = {"at": at.isoformat(), "catalog": source,
                       "users": before(steps, at).select(S.USER).distinct().count()}
         stats = item_stats(steps, at=at, popularity_days=cfg.features.popularity_days,
                            weights=cfg.events.weights, rule=repurchase_rule(cfg))

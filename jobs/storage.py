@@ -72,6 +72,19 @@ def remove_others(spark: SparkSession, folder: Path, keep: set[str]) -> list[str
     return gone
 
 
+def partition_days(spark: SparkSession, folder: Path) -> list[str]:
+    """The `ds=YYYY-MM-DD` partitions under `folder` (their dates, sorted), on any filesystem;
+    none if the folder is not there."""
+    fs, base, _ = _fs(spark, str(folder))
+    if not fs.exists(base):
+        return []
+    return sorted(m.group(1) for status in fs.listStatus(base) if status.isDirectory()
+                  for m in [DS_PART.match(status.getPath().getName())] if m)
+
+
+DS_PART = re.compile(r"^ds=(\d{4}-\d{2}-\d{2})$")
+
+
 def write_json(data: dict, path: Path) -> None:
     """A small JSON record (counts), written atomically on any filesystem."""
     storage.write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str))

@@ -52,6 +52,25 @@ def log_datasets(folders: dict[str, Path], digest: str, context: str = "training
                          context=context)
 
 
+def log_params_again(params: dict) -> None:
+    """Log params to the active run. MLflow params are immutable: one that the run already
+    holds with another value (a step retrained within the night's run, on changed rows or
+    settings) keeps its first value, and the new one goes to the tag `retrained.<key>`."""
+    import mlflow
+
+    run = mlflow.active_run()
+    held = mlflow.get_run(run.info.run_id).data.params
+    fresh = {k: v for k, v in params.items() if k not in held}
+    changed = {f"retrained.{k}": str(v) for k, v in params.items()
+               if k in held and held[k] != str(v)}
+    if fresh:
+        mlflow.log_params(fresh)
+    if changed:
+        log.warning("run %s already holds %d of these params with other values: the new ones "
+                    "are tagged retrained.*", run.info.run_id, len(changed))
+        mlflow.set_tags(changed)
+
+
 def metric_key(name: str) -> str:
     """MLflow metric names may not contain '@': ndcg@10 -> ndcg_at_10."""
     return name.replace("@", "_at_")

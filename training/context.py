@@ -181,11 +181,12 @@ def build(steps: Steps, at: datetime, vocab: np.ndarray, catalog: Catalog,
 
 
 def from_tables(items, neighbours, at: datetime, vocab: np.ndarray, catalog: Catalog,
-                weights: dict[str, float], n_users: int) -> ItemContext:
+                weights: dict[str, float], n_users: int, listed=None) -> ItemContext:
     """The context from the context job's tables (pyarrow): per-item statistics (`item_id,
     pop_1d, pop_window, n_users, first_seen, buyers, rebuyers, rebuy_days,
     learned_repurchasable`) and co-visitation (`item_id, neighbour_id, sim`), laid out over
-    `vocab`; items absent from them were not touched before `at`."""
+    `vocab`; items absent from them were not touched before `at`. With `listed` (`item_id`
+    of the items on sale at `at`), the others are never recommended at `at` either."""
     import pandas as pd
     import pyarrow.compute as pc
 
@@ -211,10 +212,15 @@ def from_tables(items, neighbours, at: datetime, vocab: np.ndarray, catalog: Cat
     sim = sparse.csr_matrix((neighbours.column("sim").to_numpy()[ok].astype(np.float32),
                              (i[ok], j[ok])), shape=(size, size))
     buyers, rebuyers = column("buyers", np.int64), column("rebuyers", np.int64)
+    arrays = catalog_arrays(vocab, catalog, buyers, rebuyers,
+                            column("learned_repurchasable", bool))
+    if listed is not None:
+        on_sale = np.zeros(size, dtype=bool)
+        at_rows = index.get_indexer(listed.column("item_id").to_pandas())
+        on_sale[at_rows[at_rows >= 0]] = True
+        arrays["never"] = arrays["never"] | ~on_sale
     return ItemContext(
         at=at, vocab=vocab, weights=weights, pop_1d=column("pop_1d", np.float32),
         pop_7d=column("pop_window", np.float32), item_users=column("n_users", np.int64),
         n_users=n_users, first_seen_days=days_between(t_at, first).astype(np.float32),
-        sim=sim, rebuy_days=column("rebuy_days", np.float32),
-        **catalog_arrays(vocab, catalog, buyers, rebuyers,
-                         column("learned_repurchasable", bool)))
+        sim=sim, rebuy_days=column("rebuy_days", np.float32), **arrays)

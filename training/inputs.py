@@ -92,8 +92,10 @@ def load_context(cfg: Config, ds: str, point: str, vocab: np.ndarray, catalog: C
     needs = f"the context job for ds={ds}"
     items = lake.read_parquet(lake.context(cfg, ds, point, "items"), needs=needs)
     neighbours = lake.read_parquet(lake.context(cfg, ds, point, "neighbours"), needs=needs)
+    # the items on sale then (a night whose context job predates it: the night's catalog)
+    listed = lake.read_parquet(lake.context(cfg, ds, point, "listed"))
     ctx = from_tables(items, neighbours, where["at"], vocab, catalog, cfg.events.weights,
-                      where["users"])
+                      where["users"], listed)
     text = load_text(cfg, ds, vocab)
     if text is not None:
         ctx.text_vec, ctx.text_sim = text.vectors, text.sim

@@ -15,7 +15,7 @@ import time
 from nightshelf import lake
 from nightshelf.config import Config
 from nightshelf.records import RankerRecord, RowsRecord, SasrecRecord
-from nightshelf.tracking import SASREC_TAG, log_keras_model, setup_mlflow
+from nightshelf.tracking import SASREC_TAG, log_keras_model, log_params_again, setup_mlflow
 from training import plots, ranker
 from training.serve import SETTINGS_TAG, Settings
 from training.train import reusable
@@ -62,8 +62,8 @@ def run(cfg: Config, ds: str, force: bool = False) -> RankerRecord:
              "ranker_positives": rows.positives, "ranker_negative_rate": rows.negative_rate,
              "ranker_candidate_recall": rows.candidate_recall}
     with mlflow.start_run(run_id=sas.run_id):
-        mlflow.log_params({f"ranker.{k}": v for k, v in vars(cfg.ranker).items()})
-        mlflow.log_params({f"data.{k}": v for k, v in sizes.items()})
+        log_params_again({f"ranker.{k}": v for k, v in vars(cfg.ranker).items()})
+        log_params_again({f"data.{k}": v for k, v in sizes.items()})
         log.info("train_ranker ds=%s: %d rows (%d positives, negatives kept at %.3f) from %s",
                  ds, rows.rows, rows.positives, rows.negative_rate, path)
         t0 = time.monotonic()

@@ -76,6 +76,12 @@ def test_the_context_read_from_the_jobs_tables_equals_the_reference(spark):
         np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-6,
                                    err_msg=name)
     np.testing.assert_allclose(got.sim.toarray(), want.sim.toarray(), rtol=1e-6)
+    # the items on sale at AT (the context job's `listed`): the others are never recommended
+    import pyarrow as pa
+
+    then = context.from_tables(items, neighbours, AT, VOCAB, CATALOG, WEIGHTS, len(early),
+                               pa.table({"item_id": ["a", "c", "e", "zz"]}))
+    np.testing.assert_array_equal(then.never, want.never | np.isin(VOCAB, ["b", "d"]))
 
 
 def test_covisitation_of_several_points_equals_each_point_alone(spark):
@@ -174,3 +180,44 @@ def _no_neighbours():
 
     return pa.table({"item_id": pa.array([], pa.string()),
                      "neighbour_id": pa.array([], pa.string()), "sim": pa.array([], pa.float32())})
+
+
+def test_a_point_recommends_only_what_was_on_sale_then(spark, cfg):
+    """A label window's start sees the catalog snapshot of its own day (items launched later
+    are not candidates nobody could have touched), the split and the cutoff the night's; with
+    no snapshot that early, the night's catalog less what it says was first seen later."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from jobs.context import listed
+    from jobs.storage import partition_days
+    from nightshelf import lake
+
+    def write(folder, items, available, first_seen=None):
+        folder.mkdir(parents=True)
+        cols = {"item_id": items, "available": available}
+        if first_seen:
+            cols["first_seen"] = pa.array(first_seen, pa.date32())
+        pq.write_table(pa.table(cols), folder / "part-0.parquet")
+
+    write(lake.clean_catalog(cfg, "2026-11-20"), ["a", "b"], [True, True])
+    write(lake.clean_catalog(cfg, "2026-11-22"), ["a", "b", "c", "d"], [True, False, True, True])
+    day = [dt.date(2026, 11, 1) + dt.timedelta(days=d) for d in (0, 20, 21, 21)]
+    write(lake.features(cfg, "items", "2026-11-22"), ["a", "b", "c", "d"], [True] * 4, day)
+    days = partition_days(spark, lake.clean_catalog(cfg))
+    assert days == ["2026-11-20", "2026-11-22"]
+
+    def at(d):
+        return dt.datetime(2026, 11, d, tzinfo=dt.timezone.utc)
+
+    def on_sale(when):
+        df, source = listed(spark, cfg, "2026-11-22", when, days)
+        return sorted(r.item_id for r in df.collect()), source
+
+    assert on_sale(at(21)) == (["a", "b"], "clean catalog ds=2026-11-20")
+    assert on_sale(at(22)) == (["a", "c", "d"], "clean catalog ds=2026-11-22")
+    assert on_sale(at(23))[0] == ["a", "c", "d"]  # the cutoff: the night's own snapshot
+    items, source = on_sale(at(19))
+    assert items == ["a"] and "first seen later" in source
