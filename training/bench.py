@@ -30,6 +30,7 @@ from training import fit
 from training.baselines import ItemKNN
 from training.inputs import pad_left
 from training.model import build_sasrec
+from training.text import encoder_name
 
 log = logging.getLogger("nightshelf.bench")
 
@@ -62,6 +63,34 @@ def read_sequences(path: Path) -> tuple[list[list[int]], list[str]]:
     vocab = [""] + sorted({i for s in raw for i in s}, key=lambda v: (len(v), v))
     index = {v: i for i, v in enumerate(vocab)}
     return [[index[i] for i in s] for s in raw], vocab
+
+
+def read_attributes(path: Path, vocab: list[str], cap: int = 8) -> tuple[np.ndarray, dict]:
+    """`{item_id: [attribute ids]}` (JSON, ids as the sequence file spells them) -> an
+    [len(vocab), k] table of attribute indices per vocabulary item (1-based, 0 = none; at
+    most `cap` per item, in file order) and a summary of what was used."""
+    raw = json.loads(path.read_text())
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a JSON object {{item_id: [attribute ids]}}")
+    index = {v: i for i, v in enumerate(vocab)}
+    names: dict[str, int] = {}
+    rows: dict[int, list[int]] = {}
+    for item, attrs in raw.items():
+        if str(item) not in index:
+            continue  # an item no sequence has
+        if not isinstance(attrs, list):
+            raise ValueError(f"{path}: item {item!r}: expected a list of attribute ids, "
+                             f"got {attrs!r}")
+        ids = [names.setdefault(str(a), len(names) + 1) for a in dict.fromkeys(attrs)][:cap]
+        if ids:
+            rows[index[str(item)]] = ids
+    k = max((len(v) for v in rows.values()), default=0)
+    table = np.zeros((len(vocab), max(k, 1)), np.int32)
+    for i, ids in rows.items():
+        table[i, :len(ids)] = ids
+    return table, {"file": str(path), "attribute_ids": len(names),
+                   "items_with_attributes": len(rows), "items": len(vocab) - 1,
+                   "per_item_max": k}
 
 
 def leave_one_out(seqs: list[list[int]]):
@@ -123,13 +152,15 @@ def baselines(seqs, n_items: int) -> dict[str, dict]:
     return out
 
 
-def run_once(seqs, n_items: int, cfg: BenchConfig, seed: int) -> dict:
+def run_once(seqs, n_items: int, cfg: BenchConfig, seed: int,
+             attributes: np.ndarray | None = None) -> dict:
     import keras
 
     keras.utils.set_random_seed(seed)
     train, (val_in, val_t), (test_in, test_t), dropped = leave_one_out(seqs)
     x, y, w = training_arrays(train, cfg.max_len)
-    model = build_sasrec(n_items, cfg.max_len, cfg.dim, cfg.blocks, cfg.heads, cfg.dropout)
+    model = build_sasrec(n_items, cfg.max_len, cfg.dim, cfg.blocks, cfg.heads, cfg.dropout,
+                         attributes)
     scorer = sasrec_scorer(model, cfg.max_len)
     t0 = time.monotonic()
 
@@ -156,7 +187,9 @@ def run_once(seqs, n_items: int, cfg: BenchConfig, seed: int) -> dict:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--attrs", type=Path, help="item attributes JSON (recorded, not used yet)")
+    p.add_argument("--attrs", type=Path,
+                   help="item attributes JSON {item_id: [attribute ids]}: fused into SASRec's "
+                        "item representations")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--seeds", type=int, nargs="+", default=[13])
     for f, default in asdict(BenchConfig()).items():
@@ -170,7 +203,12 @@ def main(argv: list[str] | None = None) -> None:
     base = baselines(seqs, len(vocab))
     for name, rep in base.items():
         log.info("baseline %s: HR@10 %.4f NDCG@10 %.4f", name, rep["hr@10"], rep["ndcg@10"])
-    runs = [run_once(seqs, len(vocab), cfg, s) for s in a.seeds]
+    table, attrs = read_attributes(a.attrs, vocab) if a.attrs else (None, None)
+    if attrs:
+        log.info("attributes: %d ids on %d of %d items (up to %d each) from %s",
+                 attrs["attribute_ids"], attrs["items_with_attributes"], attrs["items"],
+                 attrs["per_item_max"], a.attrs)
+    runs = [run_once(seqs, len(vocab), cfg, s, table) for s in a.seeds]
     keys = ["hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr", "train_seconds"]
     result = {
         "dataset": a.data.stem, "data": str(a.data), "protocol":
@@ -181,7 +219,11 @@ def main(argv: list[str] | None = None) -> None:
         "runs": runs, "baselines": base, "config": asdict(cfg),
         "model": "sasrec (training.model), " + (
             f"sampled softmax, {cfg.negatives} logQ-corrected negatives" if cfg.negatives
-            else "full softmax"),
+            else "full softmax") + (", item attributes fused" if attrs else ""),
+        # what the item side used: the attribute file (None: ids only), and no text encoder,
+        # as a sequence file has no item text (the nightly pipeline's is `text_encoder`)
+        "attributes": attrs, "text_encoder": None,
+        "pipeline_text_encoder": encoder_name(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -73,14 +73,11 @@ def make_step(model, optimizer, log_q: np.ndarray | None = None):
 
     log_q_t = None if log_q is None else tf.constant(log_q)
 
-    def positions(x, y, w, training):
-        h = model.encode(x, training=training)
-        keep = w > 0
-        return tf.boolean_mask(h, keep), tf.boolean_mask(y, keep), tf.boolean_mask(w, keep)
-
     def loss_of(x, y, w, training, negatives=None):
-        h, t, wt = positions(x, y, w, training)
-        emb = model.item_embedding.embeddings
+        emb = model.item_table()  # the item embeddings (and their attributes', if any)
+        h = model.encode(x, training=training, table=emb)
+        keep = w > 0
+        h, t, wt = tf.boolean_mask(h, keep), tf.boolean_mask(y, keep), tf.boolean_mask(w, keep)
         if negatives is None:
             return weighted_softmax_loss(h, emb, t, wt)
         return sampled_softmax_loss(h, emb, t, wt, negatives, log_q_t)

@@ -52,23 +52,59 @@ class SASRec(keras.Model):
 
     `call(ids)` gives logits at every position [batch, max_len, vocab] for training;
     `call(ids, last_only=True)` gives the logits after the last position [batch, vocab].
+
+    With `attributes` > 0, each item also has up to `attributes_per_item` attribute ids
+    (brand, categories: `set_item_attributes`, 0 = none) whose embeddings' mean is added to
+    its own, in the input and the (tied) output layer alike: items that share a brand or
+    category share part of their representation, which is what a rarely seen item has to go
+    on. Without, the model is plain SASRec.
     """
 
     def __init__(self, vocab_size: int, max_len: int, dim: int = 64, blocks: int = 2,
-                 heads: int = 2, dropout: float = 0.2, **kwargs):
+                 heads: int = 2, dropout: float = 0.2, attributes: int = 0,
+                 attributes_per_item: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size, self.max_len = vocab_size, max_len
         self.dim, self.blocks_n, self.heads, self.dropout_rate = dim, blocks, heads, dropout
+        self.attributes, self.attributes_per_item = attributes, attributes_per_item
         self.item_embedding = layers.Embedding(vocab_size, dim, name="item_embedding")
+        if attributes:
+            self.attribute_embedding = layers.Embedding(attributes + 1, dim,
+                                                        name="attribute_embedding")
+            self.item_attributes = self.add_weight(
+                shape=(vocab_size, attributes_per_item), initializer="zeros", dtype="int32",
+                trainable=False, name="item_attributes")
         self.pos_embedding = layers.Embedding(max_len, dim, name="pos_embedding")
         self.drop = layers.Dropout(dropout)
         self.blocks = [TransformerBlock(dim, heads, dropout, name=f"block_{i}")
                        for i in range(blocks)]
         self.norm = layers.LayerNormalization(epsilon=1e-6)
 
-    def encode(self, ids, training=False):
+    def set_item_attributes(self, table) -> None:
+        """[vocab_size, attributes_per_item] attribute ids per item (1-based, 0 = none)."""
+        self.item_attributes.assign(ops.cast(table, "int32"))
+
+    def item_table(self):
+        """The items' representations [vocab, dim]: their embeddings, plus the mean of their
+        attributes' embeddings when the model has attributes."""
+        for layer in (self.item_embedding, getattr(self, "attribute_embedding", None)):
+            if layer is not None and not layer.built:
+                layer.build((None,))
+        emb = self.item_embedding.embeddings
+        if not self.attributes:
+            return emb
+        ids = self.item_attributes
+        has = ops.cast(ops.not_equal(ids, 0), emb.dtype)[..., None]
+        attr = ops.take(self.attribute_embedding.embeddings, ids, axis=0) * has
+        return emb + ops.sum(attr, axis=1) / ops.maximum(ops.sum(has, axis=1), 1.0)
+
+    def encode(self, ids, training=False, table=None):
         padding_mask = ops.not_equal(ids, 0)
-        x = self.item_embedding(ids) * (self.dim ** 0.5)
+        if self.attributes:
+            table = self.item_table() if table is None else table
+            x = ops.take(table, ids, axis=0) * (self.dim ** 0.5)
+        else:
+            x = self.item_embedding(ids) * (self.dim ** 0.5)
         x = x + self.pos_embedding(ops.arange(self.max_len))[None, :, :]
         x = self.drop(x, training=training)
         x = x * ops.cast(padding_mask[..., None], x.dtype)
@@ -77,22 +113,31 @@ class SASRec(keras.Model):
         return self.norm(x)
 
     def call(self, ids, training=False, last_only=False):
-        h = self.encode(ids, training=training)
+        table = self.item_table()
+        h = self.encode(ids, training=training, table=table)
         if last_only:
             h = h[:, -1, :]
-        return ops.matmul(h, ops.transpose(self.item_embedding.embeddings))
+        return ops.matmul(h, ops.transpose(table))
 
     def get_config(self):
         return {"vocab_size": self.vocab_size, "max_len": self.max_len, "dim": self.dim,
                 "blocks": self.blocks_n, "heads": self.heads, "dropout": self.dropout_rate,
+                "attributes": self.attributes, "attributes_per_item": self.attributes_per_item,
                 "name": self.name}
 
 
 def build_sasrec(vocab_size: int, max_len: int, dim: int, blocks: int, heads: int,
-                 dropout: float) -> SASRec:
-    """A built SASRec; `training.fit.train` fits it (full softmax at the real positions)."""
-    model = SASRec(vocab_size, max_len, dim, blocks, heads, dropout, name="sasrec")
+                 dropout: float, item_attributes=None) -> SASRec:
+    """A built SASRec; `training.fit.train` fits it (full softmax at the real positions).
+    `item_attributes`: [vocab_size, k] attribute ids per item (1-based, 0 = none), fused
+    into the item representations (`SASRec.item_table`)."""
+    attributes = int(item_attributes.max()) if item_attributes is not None else 0
+    per_item = int(item_attributes.shape[1]) if attributes else 0
+    model = SASRec(vocab_size, max_len, dim, blocks, heads, dropout, attributes, per_item,
+                   name="sasrec")
     model(ops.zeros((1, max_len), dtype="int32"))  # build the weights
+    if attributes:
+        model.set_item_attributes(item_attributes)
     return model
 
 

@@ -124,3 +124,49 @@ def test_warm_start_keeps_known_items_and_starts_new_ones_at_the_mean():
                                champion.get_layer("sasrec").pos_embedding.embeddings.numpy())
     other = build_sasrec(len(vocab), 6, dim=16, blocks=1, heads=1, dropout=0.0)
     assert not warm_start(other, vocab, champion)  # another architecture: left as it is
+
+
+def test_item_attributes_are_fused_into_the_input_and_output_representations():
+    """With an attribute table, an item's representation is its embedding plus the mean of
+    its attributes' (padding ids ignored); the attribute embeddings learn with the rest, and
+    an item that has none is represented by its own embedding alone."""
+    seqs, items, vocab = _cyclic_sequences(n_users=200)
+    table = np.zeros((len(vocab), 2), np.int32)
+    table[2:, 0] = 1 + np.arange(len(items)) % 3          # 3 "brands"
+    table[2::2, 1] = 4                                    # every other item: a category
+    table[5] = 0                                          # one item with no attributes
+    model = build_sasrec(len(vocab), 10, dim=16, blocks=1, heads=1, dropout=0.0,
+                         item_attributes=table)
+    emb = model.item_embedding.embeddings.numpy()
+    attr = model.attribute_embedding.embeddings.numpy()
+    got = np.asarray(model.item_table())
+    np.testing.assert_allclose(got[2], emb[2] + (attr[table[2, 0]] + attr[4]) / 2, rtol=1e-5)
+    np.testing.assert_allclose(got[3], emb[3] + attr[table[3, 0]], rtol=1e-5)
+    np.testing.assert_allclose(got[5], emb[5], rtol=1e-6)
+    x, y, w = inputs.next_item_arrays(seqs, max_len=10, weights={"view": 1.0})
+    hist = fit.train(model, x, y, w, epochs=3, batch_size=64, learning_rate=0.01, seed=0)
+    assert hist["loss"][-1] < hist["loss"][0]
+    assert not np.allclose(model.attribute_embedding.embeddings.numpy(), attr)
+    logits = np.asarray(model(x[:4], last_only=True))
+    want = np.asarray(model.encode(x[:4]))[:, -1] @ np.asarray(model.item_table()).T
+    np.testing.assert_allclose(logits, want, rtol=1e-4, atol=1e-4)
+
+
+def test_the_benchmark_reads_an_attribute_file_onto_its_vocabulary(tmp_path):
+    from training.bench import read_attributes, read_sequences
+
+    data = tmp_path / "shop.txt"
+    data.write_text("1 10 11 12\n2 11 12 13\n")
+    seqs, vocab = read_sequences(data)
+    attrs = tmp_path / "attrs.json"
+    attrs.write_text('{"10": [7, 9], "12": [9], "99": [1], "13": []}')
+    table, used = read_attributes(attrs, vocab)
+    assert table.shape == (len(vocab), 2)
+    assert table[vocab.index("10")].tolist() == [1, 2]   # attribute ids re-indexed from 1
+    assert table[vocab.index("12")].tolist() == [2, 0]
+    assert table[vocab.index("11")].tolist() == [0, 0]
+    assert used == {"file": str(attrs), "attribute_ids": 2, "items_with_attributes": 2,
+                    "items": 4, "per_item_max": 2}
+    attrs.write_text('{"10": 7}')
+    with pytest.raises(ValueError, match="item '10': expected a list"):
+        read_attributes(attrs, vocab)
