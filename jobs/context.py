@@ -48,7 +48,6 @@ NEIGHBOUR, SIM = covisit.NEIGHBOUR, covisit.SIM
 POP_1D, POP_WINDOW, N_USERS, FIRST_SEEN = "pop_1d", "pop_window", "n_users", "first_seen"
 BUYERS, REBUYERS, REBUY_DAYS = "buyers", "rebuyers", "rebuy_days"
 LEARNED_REPURCHASABLE = "learned_repurchasable"
-LISTED = "listed"   # per point: the items on sale then (`listed`)
 POINT = covisit.POINT
 
 
@@ -219,16 +218,17 @@ def run(spark, cfg: Config, ds: str) -> dict:
     log.info("context ds=%s: %d co-visitation pairs over %d points", ds, neighbours.count(),
              len(points))
     for name, at in points.items():
+        table = functools.partial(lake.context, cfg, ds, name)
         on_sale, source = listed(spark, cfg, ds, at, days)
-        write_atomically(on_sale.coalesce(1), lake.context(cfg, ds, name, LISTED), spark)
+        write_atomically(on_sale.coalesce(1), table(lake.CONTEXT_LISTED), spark)
         meta[name] = {"at": at.isoformat(), "catalog": source,
                       "users": before(steps, at).select(S.USER).distinct().count()}
         stats = item_stats(steps, at=at, popularity_days=cfg.features.popularity_days,
                            weights=cfg.events.weights, rule=repurchase_rule(cfg))
-        write_atomically(stats.coalesce(1), lake.context(cfg, ds, name, "items"), spark)
+        write_atomically(stats.coalesce(1), table(lake.CONTEXT_ITEMS), spark)
         write_atomically(neighbours.filter(F.col(POINT) == name).drop(POINT).coalesce(1),
-                         lake.context(cfg, ds, name, "neighbours"), spark)
-        counts[name] = spark.read.parquet(str(lake.context(cfg, ds, name, "neighbours"))).count()
+                         table(lake.CONTEXT_NEIGHBOURS), spark)
+        counts[name] = spark.read.parquet(str(table(lake.CONTEXT_NEIGHBOURS))).count()
         log.info("context ds=%s %s (%s): %d co-visitation pairs", ds, name, at.isoformat(),
                  counts[name])
     write_json(meta, lake.context(cfg, ds, "points.json"))

@@ -123,10 +123,16 @@ def features(cfg: Config, table: str, ds: str | None = None) -> Path:
     return base / part(ds) if ds else base
 
 
+# the context job's tables per point in time (`context(cfg, ds, point, CONTEXT_ITEMS)`)
+CONTEXT_ITEMS = "items"            # popularity, users, first seen, rebuying
+CONTEXT_NEIGHBOURS = "neighbours"  # co-visitation, each item's top neighbours
+CONTEXT_LISTED = "listed"          # the items on sale at that point
+
+
 def context(cfg: Config, ds: str, *parts: str) -> Path:
     """Item context of night `ds`: `vocab`, `points.json` (each point in time and its users),
-    and per point (`split`, `cutoff`, `window1`..) `items` (popularity, users, first seen)
-    and `neighbours` (co-visitation)."""
+    and per point (`split`, `cutoff`, `window1`..) the tables `CONTEXT_ITEMS`,
+    `CONTEXT_NEIGHBOURS` and `CONTEXT_LISTED`."""
     return lake(cfg, "context", part(ds), *parts)
 
 

@@ -49,6 +49,8 @@ class BenchConfig:
     eval_every: int = 2
     negatives: int = 0         # 0: full softmax; > 0: sampled softmax with logQ correction
     negative_alpha: float = 0.75
+    ff_mult: int = 1           # feed-forward width in multiples of dim
+    plateau_decay: float = 1.0  # learning rate x this after a validation without improvement
     max_minutes: float = 28.0
 
 
@@ -160,7 +162,7 @@ def run_once(seqs, n_items: int, cfg: BenchConfig, seed: int,
     train, (val_in, val_t), (test_in, test_t), dropped = leave_one_out(seqs)
     x, y, w = training_arrays(train, cfg.max_len)
     model = build_sasrec(n_items, cfg.max_len, cfg.dim, cfg.blocks, cfg.heads, cfg.dropout,
-                         attributes)
+                         attributes, cfg.ff_mult)
     scorer = sasrec_scorer(model, cfg.max_len)
     t0 = time.monotonic()
 
@@ -169,6 +171,8 @@ def run_once(seqs, n_items: int, cfg: BenchConfig, seed: int,
 
     def on_epoch(epoch: int, logs: dict) -> None:
         val = f" val ndcg@10={logs['val']:.4f}" if "val" in logs else ""
+        if "learning_rate" in logs:
+            val += f" learning rate now {logs['learning_rate']:.2g}"
         log.info("seed %d epoch %d loss=%.4f%s (%.1fs, %.1f min in all)", seed, epoch,
                  logs["loss"], val, logs["epoch_seconds"], (time.monotonic() - t0) / 60)
 
@@ -176,7 +180,8 @@ def run_once(seqs, n_items: int, cfg: BenchConfig, seed: int,
               learning_rate=cfg.learning_rate, seed=seed, validate=validate,
               validate_every=cfg.eval_every, patience=cfg.patience,
               deadline=t0 + cfg.max_minutes * 60, on_epoch=on_epoch,
-              negatives=cfg.negatives, negative_alpha=cfg.negative_alpha)
+              negatives=cfg.negatives, negative_alpha=cfg.negative_alpha,
+              plateau_decay=cfg.plateau_decay)
     train_seconds = time.monotonic() - t0
     test = full_ranking(scorer, test_in, test_t)
     val = full_ranking(scorer, val_in, val_t)

@@ -101,7 +101,7 @@ def train(model, x: np.ndarray, y: np.ndarray, w: np.ndarray, *, epochs: int, ba
           learning_rate: float, seed: int, validate: Callable[[int], float] | None = None,
           validate_every: int = 1, patience: int = 5, deadline: float | None = None,
           on_epoch: Callable[[int, dict], None] | None = None, negatives: int = 0,
-          negative_alpha: float = 0.75) -> dict:
+          negative_alpha: float = 0.75, plateau_decay: float = 1.0) -> dict:
     """Fit with Adam, shuffling every epoch.
 
     Every `validate_every` epochs (and at the last one), `validate(epoch)` (higher is better)
@@ -109,6 +109,8 @@ def train(model, x: np.ndarray, y: np.ndarray, w: np.ndarray, *, epochs: int, ba
     or once `time.monotonic()` passes `deadline`; the best weights are restored.
     `negatives` > 0 trains with the sampled softmax (that many shared negatives per batch,
     drawn by popularity ** `negative_alpha`, logQ-corrected) instead of the full softmax.
+    `plateau_decay` < 1 multiplies the learning rate by it after each validation without
+    improvement (training goes on from the current weights, at the smaller step).
     Returns the history: {"loss": [per epoch], "val": [per validation]}.
     """
     import keras
@@ -141,6 +143,10 @@ def train(model, x: np.ndarray, y: np.ndarray, w: np.ndarray, *, epochs: int, ba
                 best, best_weights, waited = score, model.get_weights(), 0
             else:
                 waited += 1
+                if plateau_decay < 1.0:
+                    lr = float(optimizer.learning_rate) * plateau_decay
+                    optimizer.learning_rate.assign(lr)
+                    logs["learning_rate"] = lr
         if on_epoch:
             on_epoch(epoch, logs)
         if validate is not None and waited >= patience:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 
 import numpy as np
 
@@ -90,10 +91,11 @@ def load_context(cfg: Config, ds: str, point: str, vocab: np.ndarray, catalog: C
     """The item context of night `ds` as of `point`, from the context job's tables."""
     where = points(cfg, ds)[point]
     needs = f"the context job for ds={ds}"
-    items = lake.read_parquet(lake.context(cfg, ds, point, "items"), needs=needs)
-    neighbours = lake.read_parquet(lake.context(cfg, ds, point, "neighbours"), needs=needs)
+    table = partial(lake.context, cfg, ds, point)
+    items = lake.read_parquet(table(lake.CONTEXT_ITEMS), needs=needs)
+    neighbours = lake.read_parquet(table(lake.CONTEXT_NEIGHBOURS), needs=needs)
     # the items on sale then (a night whose context job predates it: the night's catalog)
-    listed = lake.read_parquet(lake.context(cfg, ds, point, "listed"))
+    listed = lake.read_parquet(table(lake.CONTEXT_LISTED))
     ctx = from_tables(items, neighbours, where["at"], vocab, catalog, cfg.events.weights,
                       where["users"], listed)
     text = load_text(cfg, ds, vocab)

@@ -21,14 +21,14 @@ from keras import layers, ops
 class TransformerBlock(layers.Layer):
     """Pre-norm causal self-attention + position-wise feed-forward, with residuals."""
 
-    def __init__(self, dim: int, heads: int, dropout: float, **kwargs):
+    def __init__(self, dim: int, heads: int, dropout: float, ff_mult: int = 1, **kwargs):
         super().__init__(**kwargs)
-        self.dim, self.heads, self.dropout = dim, heads, dropout
+        self.dim, self.heads, self.dropout, self.ff_mult = dim, heads, dropout, ff_mult
         self.norm1 = layers.LayerNormalization(epsilon=1e-6)
         self.attn = layers.MultiHeadAttention(num_heads=heads, key_dim=dim // heads,
                                               dropout=dropout)
         self.norm2 = layers.LayerNormalization(epsilon=1e-6)
-        self.ff1 = layers.Dense(dim, activation="gelu")
+        self.ff1 = layers.Dense(dim * ff_mult, activation="gelu")
         self.ff2 = layers.Dense(dim)
         self.drop = layers.Dropout(dropout)
 
@@ -43,7 +43,7 @@ class TransformerBlock(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "heads": self.heads,
-                "dropout": self.dropout}
+                "dropout": self.dropout, "ff_mult": self.ff_mult}
 
 
 @keras.saving.register_keras_serializable(package="nightshelf")
@@ -62,11 +62,12 @@ class SASRec(keras.Model):
 
     def __init__(self, vocab_size: int, max_len: int, dim: int = 64, blocks: int = 2,
                  heads: int = 2, dropout: float = 0.2, attributes: int = 0,
-                 attributes_per_item: int = 0, **kwargs):
+                 attributes_per_item: int = 0, ff_mult: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size, self.max_len = vocab_size, max_len
         self.dim, self.blocks_n, self.heads, self.dropout_rate = dim, blocks, heads, dropout
         self.attributes, self.attributes_per_item = attributes, attributes_per_item
+        self.ff_mult = ff_mult
         self.item_embedding = layers.Embedding(vocab_size, dim, name="item_embedding")
         if attributes:
             self.attribute_embedding = layers.Embedding(attributes + 1, dim,
@@ -76,7 +77,7 @@ class SASRec(keras.Model):
                 trainable=False, name="item_attributes")
         self.pos_embedding = layers.Embedding(max_len, dim, name="pos_embedding")
         self.drop = layers.Dropout(dropout)
-        self.blocks = [TransformerBlock(dim, heads, dropout, name=f"block_{i}")
+        self.blocks = [TransformerBlock(dim, heads, dropout, ff_mult, name=f"block_{i}")
                        for i in range(blocks)]
         self.norm = layers.LayerNormalization(epsilon=1e-6)
 
@@ -99,12 +100,10 @@ class SASRec(keras.Model):
         return emb + ops.sum(attr, axis=1) / ops.maximum(ops.sum(has, axis=1), 1.0)
 
     def encode(self, ids, training=False, table=None):
+        """Hidden states [batch, max_len, dim]; `table`: `item_table()` if already at hand."""
         padding_mask = ops.not_equal(ids, 0)
-        if self.attributes:
-            table = self.item_table() if table is None else table
-            x = ops.take(table, ids, axis=0) * (self.dim ** 0.5)
-        else:
-            x = self.item_embedding(ids) * (self.dim ** 0.5)
+        table = self.item_table() if table is None else table
+        x = ops.take(table, ids, axis=0) * (self.dim ** 0.5)
         x = x + self.pos_embedding(ops.arange(self.max_len))[None, :, :]
         x = self.drop(x, training=training)
         x = x * ops.cast(padding_mask[..., None], x.dtype)
@@ -123,18 +122,19 @@ class SASRec(keras.Model):
         return {"vocab_size": self.vocab_size, "max_len": self.max_len, "dim": self.dim,
                 "blocks": self.blocks_n, "heads": self.heads, "dropout": self.dropout_rate,
                 "attributes": self.attributes, "attributes_per_item": self.attributes_per_item,
-                "name": self.name}
+                "ff_mult": self.ff_mult, "name": self.name}
 
 
 def build_sasrec(vocab_size: int, max_len: int, dim: int, blocks: int, heads: int,
-                 dropout: float, item_attributes=None) -> SASRec:
+                 dropout: float, item_attributes=None, ff_mult: int = 1) -> SASRec:
     """A built SASRec; `training.fit.train` fits it (full softmax at the real positions).
     `item_attributes`: [vocab_size, k] attribute ids per item (1-based, 0 = none), fused
-    into the item representations (`SASRec.item_table`)."""
+    into the item representations (`SASRec.item_table`). `ff_mult`: the feed-forward's
+    hidden width in multiples of `dim` (1 as in SASRec, 4 as in BERT4Rec and BSARec)."""
     attributes = int(item_attributes.max()) if item_attributes is not None else 0
     per_item = int(item_attributes.shape[1]) if attributes else 0
     model = SASRec(vocab_size, max_len, dim, blocks, heads, dropout, attributes, per_item,
-                   name="sasrec")
+                   ff_mult, name="sasrec")
     model(ops.zeros((1, max_len), dtype="int32"))  # build the weights
     if attributes:
         model.set_item_attributes(item_attributes)

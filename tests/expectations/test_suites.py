@@ -117,7 +117,7 @@ def test_recommendations_suite_checks_every_invariant(spark, cfg, ctx, tmp_path)
                              "available": [True, True, True, False, True, True],
                              "repurchasable": pa.array([False, False, True, False, None, None],
                                                        pa.bool_())}), cat / "p.parquet")
-    learned = lake.context(cfg, DS, "cutoff", "items")
+    learned = lake.context(cfg, DS, "cutoff", lake.CONTEXT_ITEMS)
     learned.mkdir(parents=True)
     pq.write_table(pa.table({"item_id": ["a", "e", "f"],
                              "learned_repurchasable": [True, True, False]}),

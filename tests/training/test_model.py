@@ -170,3 +170,29 @@ def test_the_benchmark_reads_an_attribute_file_onto_its_vocabulary(tmp_path):
     attrs.write_text('{"10": 7}')
     with pytest.raises(ValueError, match="item '10': expected a list"):
         read_attributes(attrs, vocab)
+
+
+def test_a_wider_feed_forward_survives_saving_and_a_plateau_lowers_the_learning_rate(tmp_path):
+    """`ff_mult` widens each block's feed-forward and is part of the saved config; with
+    `plateau_decay`, every validation that does not improve multiplies the step by it."""
+    import keras
+
+    seqs, items, vocab = _cyclic_sequences(n_users=100)
+    model = build_sasrec(len(vocab), 10, dim=8, blocks=1, heads=1, dropout=0.0, ff_mult=4)
+    assert model.blocks[0].ff1.kernel.shape == (8, 32)
+    x, y, w = inputs.next_item_arrays(seqs, max_len=10, weights={"view": 1.0})
+    seen = []
+    scores = iter([0.5, 0.4, 0.3, 0.6])  # better, worse, worse, better
+    fit.train(model, x, y, w, epochs=4, batch_size=64, learning_rate=0.01, seed=0,
+              validate=lambda epoch: next(scores), patience=5, plateau_decay=0.5,
+              on_epoch=lambda epoch, logs: seen.append(logs.get("learning_rate")))
+    assert seen == [None, pytest.approx(0.005), pytest.approx(0.0025), None]
+    path = tmp_path / "m.keras"
+    scorer = scoring_model(model, items)
+    scorer.save(path)
+    again = keras.saving.load_model(path)
+    assert again.get_layer("sasrec").ff_mult == 4
+    assert again.get_layer("sasrec").blocks[0].ff1.kernel.shape == (8, 32)
+    ids = np.array([[""] * 7 + ["I1", "I2", "I3"]])
+    np.testing.assert_allclose(np.asarray(again.predict_on_batch(ids)),
+                               np.asarray(scorer.predict_on_batch(ids)), rtol=1e-5, atol=1e-5)
