@@ -51,6 +51,7 @@ class BenchConfig:
     negative_alpha: float = 0.75
     ff_mult: int = 1           # feed-forward width in multiples of dim
     plateau_decay: float = 1.0  # learning rate x this after a validation without improvement
+    average_last: int = 0      # > 1: also validate the mean weights of the last so many
     max_minutes: float = 28.0
 
 
@@ -171,6 +172,8 @@ def run_once(seqs, n_items: int, cfg: BenchConfig, seed: int,
 
     def on_epoch(epoch: int, logs: dict) -> None:
         val = f" val ndcg@10={logs['val']:.4f}" if "val" in logs else ""
+        if "val_averaged" in logs:
+            val += f" (averaged weights {logs['val_averaged']:.4f})"
         if "learning_rate" in logs:
             val += f" learning rate now {logs['learning_rate']:.2g}"
         log.info("seed %d epoch %d loss=%.4f%s (%.1fs, %.1f min in all)", seed, epoch,
@@ -181,7 +184,7 @@ def run_once(seqs, n_items: int, cfg: BenchConfig, seed: int,
               validate_every=cfg.eval_every, patience=cfg.patience,
               deadline=t0 + cfg.max_minutes * 60, on_epoch=on_epoch,
               negatives=cfg.negatives, negative_alpha=cfg.negative_alpha,
-              plateau_decay=cfg.plateau_decay)
+              plateau_decay=cfg.plateau_decay, average_last=cfg.average_last)
     train_seconds = time.monotonic() - t0
     test = full_ranking(scorer, test_in, test_t)
     val = full_ranking(scorer, val_in, val_t)

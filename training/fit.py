@@ -101,7 +101,8 @@ def train(model, x: np.ndarray, y: np.ndarray, w: np.ndarray, *, epochs: int, ba
           learning_rate: float, seed: int, validate: Callable[[int], float] | None = None,
           validate_every: int = 1, patience: int = 5, deadline: float | None = None,
           on_epoch: Callable[[int, dict], None] | None = None, negatives: int = 0,
-          negative_alpha: float = 0.75, plateau_decay: float = 1.0) -> dict:
+          negative_alpha: float = 0.75, plateau_decay: float = 1.0,
+          average_last: int = 0) -> dict:
     """Fit with Adam, shuffling every epoch.
 
     Every `validate_every` epochs (and at the last one), `validate(epoch)` (higher is better)
@@ -111,6 +112,9 @@ def train(model, x: np.ndarray, y: np.ndarray, w: np.ndarray, *, epochs: int, ba
     drawn by popularity ** `negative_alpha`, logQ-corrected) instead of the full softmax.
     `plateau_decay` < 1 multiplies the learning rate by it after each validation without
     improvement (training goes on from the current weights, at the smaller step).
+    `average_last` > 1 also validates, at every validation, the mean of the weights of the
+    last that many validated epochs (checkpoint averaging, Vaswani et al. 2017); the better
+    of the two counts, and training goes on from the current weights either way.
     Returns the history: {"loss": [per epoch], "val": [per validation]}.
     """
     import keras
@@ -122,6 +126,7 @@ def train(model, x: np.ndarray, y: np.ndarray, w: np.ndarray, *, epochs: int, ba
     rng = np.random.default_rng(seed)
     history: dict[str, list[float]] = {"loss": [], "val": []}
     best, best_weights, waited = -np.inf, None, 0
+    recent: list[list[np.ndarray]] = []  # the last `average_last` validated weights
     for epoch in range(1, epochs + 1):
         t0 = time.monotonic()
         order = rng.permutation(len(x))
@@ -136,11 +141,21 @@ def train(model, x: np.ndarray, y: np.ndarray, w: np.ndarray, *, epochs: int, ba
         out_of_time = deadline is not None and time.monotonic() > deadline
         if validate is not None and (epoch % validate_every == 0 or epoch == epochs
                                      or out_of_time):
-            score = validate(epoch)
+            score, weights = validate(epoch), model.get_weights()
+            if average_last > 1:
+                recent = (recent + [weights])[-average_last:]
+                if len(recent) == average_last:
+                    mean = [np.mean(ws, axis=0).astype(ws[0].dtype) for ws in zip(*recent)]
+                    model.set_weights(mean)
+                    averaged = validate(epoch)
+                    model.set_weights(weights)
+                    logs["val_averaged"] = averaged
+                    if averaged > score:
+                        score, weights = averaged, mean
             logs["val"] = score
             history["val"].append(score)
             if score > best:
-                best, best_weights, waited = score, model.get_weights(), 0
+                best, best_weights, waited = score, weights, 0
             else:
                 waited += 1
                 if plateau_decay < 1.0:

@@ -196,3 +196,23 @@ def test_a_wider_feed_forward_survives_saving_and_a_plateau_lowers_the_learning_
     ids = np.array([[""] * 7 + ["I1", "I2", "I3"]])
     np.testing.assert_allclose(np.asarray(again.predict_on_batch(ids)),
                                np.asarray(scorer.predict_on_batch(ids)), rtol=1e-5, atol=1e-5)
+
+
+def test_checkpoint_averaging_keeps_the_mean_weights_when_they_validate_better():
+    seqs, items, vocab = _cyclic_sequences(n_users=100)
+    model = build_sasrec(len(vocab), 10, dim=8, blocks=1, heads=1, dropout=0.0)
+    x, y, w = inputs.next_item_arrays(seqs, max_len=10, weights={"view": 1.0})
+    seen, scores = [], iter([0.1, 0.2, 0.9])  # epoch 1, epoch 2, the mean of the two
+
+    def validate(epoch):
+        seen.append(model.get_weights())
+        return next(scores)
+
+    logs = []
+    fit.train(model, x, y, w, epochs=2, batch_size=64, learning_rate=0.01, seed=0,
+              validate=validate, average_last=2, on_epoch=lambda e, lg: logs.append(lg))
+    assert len(seen) == 3 and logs[1]["val_averaged"] == 0.9 and "val_averaged" not in logs[0]
+    for w1, w2, mean, kept in zip(seen[0], seen[1], seen[2], model.get_weights()):
+        np.testing.assert_allclose(mean, (w1 + w2) / 2, rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(kept, mean)
+    assert not np.allclose(seen[0][0], seen[1][0])  # it did train between the two
