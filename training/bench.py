@@ -9,6 +9,11 @@ ones the nightly DAG uses (`training.model`, `training.fit`).
 
     python -m training.bench --data ../shared/data/amazon_beauty/Beauty.txt \
         --out bench/results/quality-beauty.json --seeds 13 14 15
+
+Seeds run one per process can be summarised afterwards (same data, settings and attributes):
+
+    python -m training.bench --combine bench/results/quality-beauty-seed1{3,4,5}.json \
+        --out bench/results/quality-beauty.json
 """
 
 from __future__ import annotations
@@ -50,9 +55,9 @@ class BenchConfig:
     negatives: int = 0         # 0: full softmax; > 0: sampled softmax with logQ correction
     negative_alpha: float = 0.75
     ff_mult: int = 1           # feed-forward width in multiples of dim
-    plateau_decay: float = 1.0  # learning rate x this after a validation without improvement
+    plateau_decay: float = 0.5  # learning rate x this after a validation without improvement
     average_last: int = 0      # > 1: also validate the mean weights of the last so many
-    max_minutes: float = 28.0
+    max_minutes: float = 24.0
 
 
 def read_sequences(path: Path) -> tuple[list[list[int]], list[str]]:
@@ -192,9 +197,44 @@ def run_once(seqs, n_items: int, cfg: BenchConfig, seed: int,
             "users": len(test_in), "users_dropped_short": dropped}
 
 
+KEYS = ["hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr", "train_seconds"]
+
+
+def summary(runs: list[dict]) -> dict:
+    """Mean of each metric over the runs, and its population std under `std`."""
+    return {**{k: float(np.mean([r[k] for r in runs])) for k in KEYS},
+            "std": {k: float(np.std([r[k] for r in runs])) for k in KEYS}}
+
+
+def combine(paths: list[Path]) -> dict:
+    """One result from per-seed results of the same benchmark: their runs, mean and std, the
+    largest peak RSS. Results of other data, settings or attributes are refused."""
+    parts = [json.loads(p.read_text()) for p in paths]
+    same = ("data", "config", "attributes", "model")
+    first = parts[0]
+    for p, r in zip(paths[1:], parts[1:]):
+        differs = [k for k in same[:1] + same[2:] if r.get(k) != first.get(k)]
+        # a setting added since a file was written is compared only where both name it
+        shared = set(r["config"]) & set(first["config"])
+        if any(r["config"][k] != first["config"][k] for k in shared):
+            differs.append("config")
+        if differs:
+            raise SystemExit(f"{p}: not the same benchmark as {paths[0]} ({', '.join(differs)} "
+                             "differ); combine only seeds of one setting")
+    runs = [run for r in parts for run in r["runs"]]
+    seeds = [run["seed"] for run in runs]
+    if len(set(seeds)) < len(seeds):
+        raise SystemExit(f"seeds {seeds}: a seed appears twice among {[str(p) for p in paths]}")
+    return {**first, **summary(runs), "runs": runs,
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in parts),
+            "combined_from": [str(p) for p in paths]}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--combine", type=Path, nargs="+",
+                   help="per-seed result files to summarise into --out (no training)")
+    p.add_argument("--data", type=Path)
     p.add_argument("--attrs", type=Path,
                    help="item attributes JSON {item_id: [attribute ids]}: fused into SASRec's "
                         "item representations")
@@ -204,6 +244,16 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument(f"--{f.replace('_', '-')}", type=type(default), default=default)
     a = p.parse_args(argv)
     setup_logging()
+    if a.combine:
+        result = combine(a.combine)
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(result, indent=2))
+        log.info("%s: HR@10 %.4f ± %.4f NDCG@10 %.4f ± %.4f over seeds %s -> %s",
+                 result["dataset"], result["hr@10"], result["std"]["hr@10"], result["ndcg@10"],
+                 result["std"]["ndcg@10"], [r["seed"] for r in result["runs"]], a.out)
+        return
+    if a.data is None:
+        p.error("--data is required (or --combine)")
     cfg = BenchConfig(**{f: getattr(a, f) for f in asdict(BenchConfig())})
     seqs, vocab = read_sequences(a.data)
     log.info("%s: %d users, %d items, %d interactions", a.data.name, len(seqs), len(vocab) - 1,
@@ -217,12 +267,10 @@ def main(argv: list[str] | None = None) -> None:
                  attrs["attribute_ids"], attrs["items_with_attributes"], attrs["items"],
                  attrs["per_item_max"], a.attrs)
     runs = [run_once(seqs, len(vocab), cfg, s, table) for s in a.seeds]
-    keys = ["hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr", "train_seconds"]
     result = {
         "dataset": a.data.stem, "data": str(a.data), "protocol":
             "leave-one-out, full ranking over all items, history masked, all users",
-        **{k: float(np.mean([r[k] for r in runs])) for k in keys},
-        "std": {k: float(np.std([r[k] for r in runs])) for k in keys},
+        **summary(runs),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "runs": runs, "baselines": base, "config": asdict(cfg),
         "model": "sasrec (training.model), " + (

@@ -1,5 +1,6 @@
 """Model tests: the loss goes down on a small table, scoring takes strings, the split is by time."""
 
+import json
 from datetime import datetime, timezone
 
 import numpy as np
@@ -216,3 +217,24 @@ def test_checkpoint_averaging_keeps_the_mean_weights_when_they_validate_better()
         np.testing.assert_allclose(mean, (w1 + w2) / 2, rtol=1e-6, atol=1e-7)
         np.testing.assert_array_equal(kept, mean)
     assert not np.allclose(seen[0][0], seen[1][0])  # it did train between the two
+
+
+def test_per_seed_benchmark_results_combine_into_one_summary(tmp_path):
+    from training.bench import combine
+
+    def result(seed, ndcg, **config):
+        run = {"seed": seed, "hr@10": 2 * ndcg, "ndcg@10": ndcg, "hr@20": 3 * ndcg,
+               "ndcg@20": ndcg, "mrr": ndcg, "train_seconds": 100.0 * seed}
+        path = tmp_path / f"seed{seed}.json"
+        path.write_text(json.dumps({"dataset": "Beauty", "data": "b.txt", "model": "sasrec",
+                                    "attributes": None, "config": {"dim": 64, **config},
+                                    "runs": [run], "peak_rss_mb": 1000.0 + seed}))
+        return path
+
+    got = combine([result(1, 0.05), result(2, 0.07, plateau_decay=0.5)])
+    assert [r["seed"] for r in got["runs"]] == [1, 2] and got["peak_rss_mb"] == 1002.0
+    assert got["ndcg@10"] == pytest.approx(0.06) and got["std"]["ndcg@10"] == pytest.approx(0.01)
+    with pytest.raises(SystemExit, match="config differ"):
+        combine([result(1, 0.05), result(3, 0.05, dim=32)])
+    with pytest.raises(SystemExit, match="appears twice"):
+        combine([result(1, 0.05), result(1, 0.05)])
