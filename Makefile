@@ -88,7 +88,7 @@ SEEDS ?= 13
 bench-quality: install
 	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/python -m training.bench --data $(DATA) \
 		$(if $(ATTRS),--attrs $(ATTRS)) --out $(or $(OUT),bench/results/quality-beauty.json) \
-		--seeds $(SEEDS)
+		--seeds $(SEEDS) $(BENCH_ARGS)
 
 PROFILE ?= grocery
 NIGHTS ?= 3
