@@ -210,10 +210,9 @@ def combine(paths: list[Path]) -> dict:
     """One result from per-seed results of the same benchmark: their runs, mean and std, the
     largest peak RSS. Results of other data, settings or attributes are refused."""
     parts = [json.loads(p.read_text()) for p in paths]
-    same = ("data", "config", "attributes", "model")
     first = parts[0]
     for p, r in zip(paths[1:], parts[1:]):
-        differs = [k for k in same[:1] + same[2:] if r.get(k) != first.get(k)]
+        differs = [k for k in ("data", "attributes", "model") if r.get(k) != first.get(k)]
         # a setting added since a file was written is compared only where both name it
         shared = set(r["config"]) & set(first["config"])
         if any(r["config"][k] != first["config"][k] for k in shared):
