@@ -156,11 +156,14 @@ def matmul_flops(n: int = 2048, repeats: int = 15) -> float:
 
 
 def _dense_flops(model) -> int:
-    """Multiply-adds x 2 of a Keras model's Dense and cross layers, per input row."""
+    """Multiply-adds x 2 of a Keras model's Dense and cross layers, per input row (the
+    members of an averaged ranker counted each)."""
     total = 0
     for layer in model.layers:
         kind = type(layer).__name__
-        if kind == "Dense":
+        if hasattr(layer, "layers"):  # a model inside the model: an ensemble's member
+            total += _dense_flops(layer)
+        elif kind == "Dense":
             total += 2 * int(layer.kernel.shape[0]) * int(layer.kernel.shape[1])
         elif kind == "CrossLayer":
             total += sum(2 * int(w.shape[0]) * int(w.shape[1]) for w in layer.weights

@@ -112,6 +112,7 @@ class RankerConfig:
     patience: int
     max_rows: int = 3_000_000
     max_train_minutes: float = 5.0
+    members: int = 1
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,22 @@ class ItemCachedScorer:
     """A trained ranker split at x0, for serving: the item-side encoders (category, brand,
     title words) run once per vocabulary item of the context they first meet, the numeric
     encoder per candidate, and only the cross and deep layers per candidate. Same logits as
-    the whole model (the layers are the same), without re-reading strings per candidate."""
+    the whole model (the layers are the same), without re-reading strings per candidate.
+    An averaged ranker (`training.ranker.average`) is split member by member and its
+    members' logits averaged, as its `members_mean` layer does."""
+
+    def __init__(self, model: keras.Model):
+        members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+        self.members = [_MemberScorer(m) for m in members or [model]]
+
+    def __call__(self, ctx, cands: CandidateSet) -> np.ndarray:
+        if len(self.members) == 1:
+            return self.members[0](ctx, cands)
+        return np.mean([m(ctx, cands) for m in self.members], axis=0, dtype=np.float32)
+
+
+class _MemberScorer:
+    """One DCN split at x0 (see `ItemCachedScorer`)."""
 
     def __init__(self, model: keras.Model):
         import tensorflow as tf

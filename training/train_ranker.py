@@ -55,8 +55,9 @@ def run(cfg: Config, ds: str, force: bool = False) -> RankerRecord:
 
     def on_epoch(epoch: int, logs: dict) -> None:
         mlflow.log_metrics({f"ranker.{k}": float(v) for k, v in logs.items()}, step=epoch)
-        log.info("ranker epoch %d/%d loss=%.4f val_loss=%.4f val_auc=%.4f", epoch,
-                 cfg.ranker.epochs, logs["loss"], logs["val_loss"], logs["val_auc"])
+        log.info("ranker member %d/%d epoch %d loss=%.4f val_loss=%.4f val_auc=%.4f",
+                 logs.get("member", 0) + 1, cfg.ranker.members, epoch, logs["loss"],
+                 logs["val_loss"], logs["val_auc"])
 
     sizes = {"ranker_rows": rows.rows, "ranker_users": rows.users,
              "ranker_positives": rows.positives, "ranker_negative_rate": rows.negative_rate,

@@ -134,3 +134,53 @@ def test_a_feature_constant_in_training_keeps_unit_scale_at_serving():
     row[0, 5] = 1.0
     out = np.asarray(encoders["numeric"](row))
     assert abs(out[0, 5] - 1.0) < 1e-6 and np.abs(out).max() < 10
+
+
+def test_an_averaged_ranker_is_the_mean_of_its_members_served_and_saved_as_one(tmp_path):
+    import dataclasses
+    from types import SimpleNamespace
+
+    from nightshelf.config import load_config
+    from training import ranker
+    from training.serve import ItemCachedScorer
+
+    cfg = dataclasses.replace(load_config(environ={}).ranker, members=2, epochs=2)
+    keras.utils.set_random_seed(5)
+    train, y = _toy_set(3000, 1)
+    epochs = []
+    model, history = ranker.fit(train, y, np.ones_like(y), cfg, seed=5,
+                                on_epoch=lambda e, logs: epochs.append((e, logs["member"])))
+    assert epochs == [(1, 0), (2, 0), (3, 1), (4, 1)]  # one count over both members
+    assert history["member"] == [0.0, 0.0, 1.0, 1.0] and len(history["val_loss"]) == 4
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    assert [m.name for m in members] == ["dcn_member_0", "dcn_member_1"]
+    test, _ = _toy_set(500, 2)
+    p = ranker.predict(model, test)
+    each = [np.asarray(m.predict_on_batch(test.inputs()), np.float32).reshape(-1)
+            for m in members]
+    assert np.abs(each[0] - each[1]).max() > 1e-3  # two different rankers
+    np.testing.assert_allclose(p, (each[0] + each[1]) / 2, rtol=1e-5, atol=1e-5)
+    # the serving split (item encoders once per item) gives the same logits
+    ctx = SimpleNamespace(size=len(test), category=test.category, brand=test.brand,
+                          title=test.title)
+    cands = dataclasses.replace(test, items=np.arange(len(test)))
+    np.testing.assert_allclose(ItemCachedScorer(model)(ctx, cands), p, rtol=1e-4, atol=1e-4)
+    path = tmp_path / "ranker.keras"
+    model.save(path)
+    np.testing.assert_allclose(ranker.predict(keras.saving.load_model(path), test), p,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_a_first_member_that_needs_the_whole_budget_trains_alone():
+    import dataclasses
+
+    from nightshelf.config import load_config
+    from training import ranker
+
+    cfg = dataclasses.replace(load_config(environ={}).ranker, members=3, epochs=5,
+                              max_train_minutes=1e-4)
+    keras.utils.set_random_seed(5)
+    train, y = _toy_set(1000, 1)
+    model, history = ranker.fit(train, y, np.ones_like(y), cfg, seed=5)
+    assert history["member"] == [0.0]  # out of time after its first epoch: no other member
+    assert not any(isinstance(layer, keras.Model) for layer in model.layers)
