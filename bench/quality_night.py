@@ -136,6 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     result = {"profile": a.profile, "name": name, "config": a.config, "text": cfg.text.enabled,
               "text_encoder": text_encoder() if cfg.text.enabled else None, "users": cfg.shop.users,
               "days": cfg.shop.days, "nights": a.nights,
+              # what shapes the ranker's training, whether from the config or the environment
+              "ranker": {"label_windows": cfg.ranker.label_windows,
+                         "members": cfg.ranker.members},
               "seconds": round(time.monotonic() - t0), "rows": rows}
     out = Path(a.out or REPO / "bench" / "results" / f"quality-night-{name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
