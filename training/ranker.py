@@ -183,7 +183,7 @@ def fit_members(build: Callable[[str], keras.Model], fit_one: Callable, cfg, wid
     `on_epoch` gets the running epoch count and `member` among the logs."""
     n = max(1, int(getattr(cfg, "members", 1)))
     deadline = time.monotonic() + 60 * getattr(cfg, "max_train_minutes", float("inf"))
-    members, history, done, longest = [], {}, 0, 0.0
+    members, history, longest = [], {"member": []}, 0.0
     for k in range(n):
         left = deadline - time.monotonic()
         if k and left < longest:
@@ -192,22 +192,22 @@ def fit_members(build: Callable[[str], keras.Model], fit_one: Callable, cfg, wid
             break
         model = build(f"dcn_member_{k}" if n > 1 else "dcn_ranker")
 
-        def member_epoch(epoch: int, logs: dict, k=k) -> None:
+        def member_epoch(epoch: int, logs: dict, k=k, before=len(history["member"])) -> None:
             if on_epoch is not None:
-                on_epoch(done + epoch, {**logs, "member": k})
+                on_epoch(before + epoch, {**logs, "member": k})
 
         t0 = time.monotonic()
         h = fit_one(model, member_epoch, max(left, 0) / 60 / (n - k if k else 1))
-        longest = max(longest, time.monotonic() - t0)
-        done += len(h.get("loss", []))
+        took = time.monotonic() - t0
+        longest = max(longest, took)
+        epochs = len(h.get("loss", []))
         for key, values in h.items():
             history.setdefault(key, []).extend(values)
-        history.setdefault("member", []).extend([float(k)] * len(h.get("loss", [])))
+        history["member"].extend([float(k)] * epochs)
         members.append(model)
         if n > 1:
             log.info("ranker member %d/%d: %d epochs in %.0fs, best val_loss %.4f", k + 1, n,
-                     len(h.get("loss", [])), time.monotonic() - t0,
-                     min(h.get("val_loss", [float("nan")])))
+                     epochs, took, min(h.get("val_loss", [float("nan")])))
     return average(members, width), history
 
 
