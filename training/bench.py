@@ -58,6 +58,9 @@ class BenchConfig:
     plateau_decay: float = 0.5  # learning rate x this after a validation without improvement
     average_last: int = 0      # > 1: also validate the mean weights of the last so many
     max_minutes: float = 24.0
+    # after training, SASRec's logits + w x item-kNN's scores for each w of this comma list
+    # (0 included), w chosen on validation NDCG@10; "" scores SASRec alone
+    knn_blend: str = ""
 
 
 def read_sequences(path: Path) -> tuple[list[list[int]], list[str]]:
@@ -191,10 +194,37 @@ def run_once(seqs, n_items: int, cfg: BenchConfig, seed: int,
               negatives=cfg.negatives, negative_alpha=cfg.negative_alpha,
               plateau_decay=cfg.plateau_decay, average_last=cfg.average_last)
     train_seconds = time.monotonic() - t0
+    blend = {}
+    if cfg.knn_blend:
+        scorer, blend = knn_blended(scorer, n_items, train, (val_in, val_t), (test_in, test_t),
+                                    [float(v) for v in cfg.knn_blend.split(",")], seed)
     test = full_ranking(scorer, test_in, test_t)
     val = full_ranking(scorer, val_in, val_t)
     return {"seed": seed, **test, "val_ndcg@10": val["ndcg@10"], "train_seconds": train_seconds,
-            "users": len(test_in), "users_dropped_short": dropped}
+            "users": len(test_in), "users_dropped_short": dropped, **blend}
+
+
+def knn_blended(scorer, n_items: int, train: list[list[int]], val, test,
+                weights: list[float], seed: int):
+    """The scorer `logits + w x item-kNN scores` (item-kNN fitted on the training part, as
+    its baseline) for the w of `weights` with the best validation NDCG@10 (0: SASRec alone,
+    always tried); and a record of every w's validation figure and SASRec's own test figure."""
+    knn = ItemKNN(n_items).fit(train)
+
+    def blended(w: float):
+        return scorer if w == 0 else (lambda chunk: scorer(chunk) + w * knn.score(chunk))
+
+    weights = sorted(set(weights) | {0.0})
+    val_ndcg = []
+    for w in weights:
+        val_ndcg.append(full_ranking(blended(w), *val)["ndcg@10"])
+        log.info("seed %d: SASRec + %.3g x item-kNN: val ndcg@10=%.4f", seed, w, val_ndcg[-1])
+    chosen = weights[int(np.argmax(val_ndcg))]
+    alone = full_ranking(scorer, *test)
+    log.info("seed %d: blend weight %.3g chosen on validation; SASRec alone test ndcg@10=%.4f "
+             "hr@10=%.4f", seed, chosen, alone["ndcg@10"], alone["hr@10"])
+    return blended(chosen), {"knn_blend": {"weights": weights, "val_ndcg@10": val_ndcg,
+                                           "chosen": chosen, "sasrec_alone": alone}}
 
 
 KEYS = ["hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr", "train_seconds"]
@@ -274,7 +304,8 @@ def main(argv: list[str] | None = None) -> None:
         "runs": runs, "baselines": base, "config": asdict(cfg),
         "model": "sasrec (training.model), " + (
             f"sampled softmax, {cfg.negatives} logQ-corrected negatives" if cfg.negatives
-            else "full softmax") + (", item attributes fused" if attrs else ""),
+            else "full softmax") + (", item attributes fused" if attrs else "")
+            + (", item-kNN blended (weight chosen on validation)" if cfg.knn_blend else ""),
         # what the item side used: the attribute file (None: ids only), and no text encoder,
         # as a sequence file has no item text (the nightly pipeline's is `text_encoder`)
         "attributes": attrs, "text_encoder": None,

@@ -238,3 +238,30 @@ def test_per_seed_benchmark_results_combine_into_one_summary(tmp_path):
         combine([result(1, 0.05), result(3, 0.05, dim=32)])
     with pytest.raises(SystemExit, match="appears twice"):
         combine([result(1, 0.05), result(1, 0.05)])
+
+
+def test_the_benchmark_blends_item_knn_only_where_validation_says_so():
+    from training.bench import full_ranking, knn_blended, leave_one_out
+
+    # every user walks a chain of 4 items from a random start: co-occurrence knows the next
+    rng = np.random.default_rng(0)
+    n_items = 41
+    seqs = [[1 + (s + k) % 40 for k in range(4)] for s in rng.integers(0, 40, size=400)]
+    train, val, test, _ = leave_one_out(seqs)
+
+    def noise(chunk):
+        return np.random.default_rng(len(chunk)).normal(size=(len(chunk), n_items))
+
+    scorer, record = knn_blended(noise, n_items, train, val, test, [1.0, 100.0], seed=0)
+    blend = record["knn_blend"]
+    assert blend["weights"] == [0.0, 1.0, 100.0] and blend["chosen"] > 0
+    assert blend["val_ndcg@10"][0] < max(blend["val_ndcg@10"])
+    assert full_ranking(scorer, *test)["ndcg@10"] > blend["sasrec_alone"]["ndcg@10"] + 0.2
+
+    def oracle(chunk):  # already right: no weight on item-kNN beats it
+        out = np.zeros((len(chunk), n_items))
+        out[np.arange(len(chunk)), [1 + h[-1] % 40 for h in chunk]] = 1e6
+        return out
+
+    _, record = knn_blended(oracle, n_items, train, val, test, [0.5], seed=0)
+    assert record["knn_blend"]["chosen"] == 0.0
