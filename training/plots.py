@@ -9,15 +9,24 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def training_curves(history: dict[str, list[float]]):
+    """The loss curves of `history` against the epoch; with a `member` series (the ranker's
+    seed ensemble, one model after another) each member's epochs are a line of their own,
+    from epoch 1."""
     fig, ax = plt.subplots(figsize=(6, 4))
+    member = history.get("member") or []
     for key, values in sorted(history.items()):
-        if "loss" in key:
-            ax.plot(range(1, len(values) + 1), values, marker="o", ms=3, label=key)
+        if "loss" not in key:
+            continue
+        groups = sorted(set(member)) if len(member) == len(values) else [None]
+        for g in groups:
+            ys = values if g is None else [v for v, m in zip(values, member) if m == g]
+            label = key if len(groups) == 1 else f"{key}, member {int(g) + 1}"
+            ax.plot(range(1, len(ys) + 1), ys, marker="o", ms=3, label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("weighted cross-entropy")
     ax.set_title("Training curves")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small")
     fig.tight_layout()
     return fig
 

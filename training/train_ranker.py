@@ -72,7 +72,8 @@ def run(cfg: Config, ds: str, force: bool = False) -> RankerRecord:
         seconds = time.monotonic() - t0
         mlflow.log_metric("ranker.train_seconds", seconds)
         mlflow.log_figure(plots.training_curves(
-            {k: v for k, v in history.items() if "loss" in k}), "plots/ranker_training_curves.png")
+            {k: v for k, v in history.items() if "loss" in k or k == "member"}),
+            "plots/ranker_training_curves.png")
         example = ranker.from_rows(pads.dataset(str(path), format="parquet").head(2))[0]
         info = log_keras_model(
             model, "model", example.inputs(), registered_model_name=cfg.ranker.name,
