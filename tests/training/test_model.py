@@ -258,7 +258,7 @@ def test_the_benchmark_blends_item_knn_only_where_validation_says_so():
     assert blend["val_ndcg@10"][0] < max(blend["val_ndcg@10"])
     assert full_ranking(scorer, *test)["ndcg@10"] > blend["sasrec_alone"]["ndcg@10"] + 0.2
 
-    def oracle(chunk):  # already right: no weight on item-kNN beats it
+    def oracle(chunk):  # already right: no weight on item-kNN beats it, and a tie keeps 0
         out = np.zeros((len(chunk), n_items))
         out[np.arange(len(chunk)), [1 + h[-1] % 40 for h in chunk]] = 1e6
         return out
