@@ -33,7 +33,6 @@ A seed takes about 2 seconds.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import tempfile
@@ -85,26 +84,32 @@ def run(seed: int, users: int, days: int, nights: int, home: Path) -> dict:
            "NIGHTSHELF__SHOP__SEED": str(seed), "NIGHTSHELF__SHOP__USERS": str(users),
            "NIGHTSHELF__SHOP__DAYS": str(days)}
     cfg = load_config(environ=env)
-    drawn, states = [], {}
-    real_basket_day = S.basket_day
+    drawn, states, made = [], {}, {}
+    real = {name: getattr(S, name) for name in ("basket_day", "make_catalog", "make_users")}
 
     def spy(day, day_start, active, homes, prof, explore, rng):
         if day >= days - nights:  # the state before the day's baskets: what the oracle knows
             states[day] = (homes.staples.copy(), homes.last.copy(), homes)
-        events = real_basket_day(day, day_start, active, homes, prof, explore, rng)
+        events = real["basket_day"](day, day_start, active, homes, prof, explore, rng)
         drawn.append((events["user"], events["item"]))
         return events
 
-    S.basket_day = spy
+    def kept(name):  # the catalog and households `generate` makes, kept as they are made
+        def make(*args):
+            made[name] = real[name](*args)
+            return made[name]
+        return make
+
+    patches = {"basket_day": spy, "make_catalog": kept("make_catalog"),
+               "make_users": kept("make_users")}
+    for name, fn in patches.items():
+        setattr(S, name, fn)
     try:
         S.generate(cfg)
     finally:
-        S.basket_day = real_basket_day
-    # the catalog and households as `generate` drew them first from the same seed
-    rng = np.random.default_rng(seed)
-    shop = dataclasses.replace(cfg.shop, days=days)
-    cat = S.make_catalog(shop, rng)
-    hh = S.make_users(shop, len(S._leaves()), rng)
+        for name, fn in real.items():
+            setattr(S, name, fn)
+    cat, hh = made["make_catalog"], made["make_users"]
     n_items = len(cat.item_id)
     prof = S.profile("grocery")
     seen = np.zeros(n_items, dtype=bool)
@@ -128,9 +133,11 @@ def run(seed: int, users: int, days: int, nights: int, home: Path) -> dict:
 def purchase_probability(d, shoppers, staples, clock, homes, prof, p_explore):
     """[shoppers, items]: the chance each item is in the day's basket, the process's own
     formula: explored by one of Poisson(`explore_mean`) draws, or bought as a staple with
-    `due_rate` once `clock` (the day it was last bought) is its lifetime - 3 days ago."""
+    `due_rate` once it ran out since `clock` (the day it was last bought; `ran_out`)."""
+    from nightshelf.shop_profiles import ran_out
+
     p = 1.0 - np.exp(-prof.explore_mean * p_explore)
-    due = d - clock[shoppers] >= homes.lasts[staples[shoppers]] - 3
+    due = ran_out(d, clock[shoppers], homes.lasts[staples[shoppers]])
     p_staple = np.where(due, prof.due_rate, prof.early_rate)
     rows = np.repeat(np.arange(len(shoppers)), staples.shape[1])
     p_keep = np.ones_like(p)
@@ -140,7 +147,9 @@ def purchase_probability(d, shoppers, staples, clock, homes, prof, p_explore):
 
 def score_night(d, user, item, seen, staples, last, homes, prof, sampler, hh, bought, n_items):
     """NDCG@10 of the night's rankers over the households that shop on day `d`."""
+    from nightshelf.shop_profiles import ran_out
     from training import metrics
+    from training.lists import BUY_AGAIN_HALF_LIFE_DAYS
 
     shoppers = np.unique(user)
     baskets = {u: set(item[(user == u) & seen[item]].tolist()) for u in shoppers}
@@ -165,14 +174,13 @@ def score_night(d, user, item, seen, staples, last, homes, prof, sampler, hh, bo
             p_u = np.where(seen, p[r], -1.0)  # outside the vocabulary: never in a list
             out[name].append(top10(np.argsort(-p_u, kind="stable")))
         mine = past_u == u
-        w = np.bincount(past_i[mine], weights=np.power(0.5, (d - past_d[mine]) / 30.0),
-                        minlength=n_items)
+        w = np.bincount(past_i[mine], minlength=n_items,
+                        weights=np.power(0.5, (d - past_d[mine]) / BUY_AGAIN_HALF_LIFE_DAYS))
         cand = np.flatnonzero(w > 0)
         out["buy_again"].append(top10(cand[np.argsort(-w[cand], kind="stable")]))
         # buy-again told when each item runs out: the household's own last purchase of it
         # and the item's true lifetime
-        ran_out = d - seen_last[u, cand] >= homes.lasts[cand] - 3
-        s = w[cand] * np.where(ran_out, 1.0, 0.05)
+        s = w[cand] * np.where(ran_out(d, seen_last[u, cand], homes.lasts[cand]), 1.0, 0.05)
         out["buy_again_when_due"].append(top10(cand[np.argsort(-s, kind="stable")]))
     return {"day": int(d), "households": int(len(shoppers)),
             "mean_basket": float(np.mean([len(baskets[u]) for u in shoppers])),

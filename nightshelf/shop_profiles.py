@@ -97,6 +97,12 @@ def make_households(n_users: int, n_items: int, prof: Profile, draw_staples,
     return Households(weekday, staples, last, lasts)
 
 
+def ran_out(day: int, last: np.ndarray, lasts: np.ndarray) -> np.ndarray:
+    """Whether an item bought on day `last` that lasts `lasts` days runs out by `day` (3 days
+    early counts: a household restocks about when it runs out)."""
+    return day - last >= lasts - 3
+
+
 def basket_day(day: int, day_start: float, active: np.ndarray, homes: Households,
                prof: Profile, explore, rng: np.random.Generator) -> dict:
     """One day of grocery purchases as event columns (`user`, `item`, `type`, `time`,
@@ -109,7 +115,7 @@ def basket_day(day: int, day_start: float, active: np.ndarray, homes: Households
     shoppers = active[rng.random(len(active)) < p]
     n = len(shoppers)
     items = homes.staples[shoppers]
-    due = day - homes.last[shoppers] >= homes.lasts[items] - 3  # runs out about now
+    due = ran_out(day, homes.last[shoppers], homes.lasts[items])
     take = rng.random((n, prof.staples)) < np.where(due, prof.due_rate, prof.early_rate)
     s_user = np.repeat(shoppers, take.sum(axis=1))
     s_item = items[take]
