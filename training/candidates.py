@@ -286,22 +286,35 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
 
 
 def text_similarities(ctx: ItemContext, rr: np.ndarray, ri: np.ndarray, last_item: np.ndarray,
-                      cr: np.ndarray, ci: np.ndarray, n: int,
-                      chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+                      cr: np.ndarray, ci: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per candidate (cr, ci): the cosine of its text vector to the mean of the user's
-    recent items' (rr, ri) and to the user's last item's; zeros without text. Candidates
-    are taken `chunk` at a time, so memory stays chunk x dim whatever the batch."""
+    recent items' (rr, ri) and to the user's last item's; zeros without text.
+
+    User by user over each user's run of candidates (`cr` sorted, as `generate` makes it;
+    sorted here otherwise): one [candidates, dim] x [dim, 2] product per user, so no
+    candidate-sized copy of the users' vectors is made and memory stays one user's
+    candidates x dim whatever the batch."""
     recent, last = np.zeros(len(cr), np.float32), np.zeros(len(cr), np.float32)
     vec = ctx.text_vec
     if vec is None or not len(cr):
         return recent, last
+    order = None
+    if np.any(cr[1:] < cr[:-1]):
+        order = np.argsort(cr, kind="stable")
+        cr, ci = cr[order], ci[order]
     profile = np.asarray(sparse.csr_matrix((np.ones(len(rr), np.float32), (rr, ri)),
                                            shape=(n, ctx.size)) @ vec, np.float32)
     profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-9)
-    for s in range(0, len(cr), chunk):
-        r, i = cr[s:s + chunk], ci[s:s + chunk]
-        recent[s:s + chunk] = np.einsum("nd,nd->n", profile[r], vec[i])
-        last[s:s + chunk] = np.einsum("nd,nd->n", vec[last_item[r]], vec[i])
+    users = np.ascontiguousarray(np.stack([profile, vec[last_item]], axis=2))  # [n, dim, 2]
+    both = np.empty((len(cr), 2), np.float32)
+    bounds = np.searchsorted(cr, np.arange(n + 1))
+    for r in np.nonzero(np.diff(bounds))[0]:
+        s, e = bounds[r], bounds[r + 1]
+        np.matmul(vec[ci[s:e]], users[r], out=both[s:e])
+    if order is not None:
+        recent[order], last[order] = both[:, 0], both[:, 1]
+    else:
+        recent[:], last[:] = both[:, 0], both[:, 1]
     return recent, last
 
 

@@ -184,3 +184,35 @@ def test_a_first_member_that_needs_the_whole_budget_trains_alone():
     model, history = ranker.fit(train, y, np.ones_like(y), cfg, seed=5)
     assert history["member"] == [0.0]  # out of time after its first epoch: no other member
     assert not any(isinstance(layer, keras.Model) for layer in model.layers)
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_text_similarities_are_the_cosines_to_the_profile_and_the_last_item(shuffled):
+    """Per candidate: its text vector against the normalised mean of the user's recent
+    items' and against the user's last item's, whatever the candidates' order; a user
+    with no candidates is skipped."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(3)
+    n, size, dim = 6, 40, 16
+    vec = rng.normal(size=(size, dim)).astype(np.float32)
+    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+    ctx = SimpleNamespace(text_vec=vec, size=size)
+    rr = np.repeat(np.arange(n), 3)
+    ri = rng.integers(2, size, len(rr))
+    last = ri.reshape(n, 3)[:, -1]
+    cr = np.sort(rng.choice([0, 1, 2, 4, 5], 50))          # user 3 has no candidates
+    ci = rng.integers(2, size, len(cr))
+    if shuffled:
+        p = rng.permutation(len(cr))
+        cr, ci = cr[p], ci[p]
+    recent, to_last = C.text_similarities(ctx, rr, ri, last, cr, ci, n)
+    profile = np.zeros((n, dim), np.float32)
+    np.add.at(profile, rr, vec[ri])
+    profile /= np.linalg.norm(profile, axis=1, keepdims=True)
+    np.testing.assert_allclose(recent, np.einsum("nd,nd->n", profile[cr], vec[ci]), atol=1e-6)
+    np.testing.assert_allclose(to_last, np.einsum("nd,nd->n", vec[last[cr]], vec[ci]),
+                               atol=1e-6)
+    none = C.text_similarities(SimpleNamespace(text_vec=None, size=size), rr, ri, last, cr,
+                               ci, n)
+    assert not none[0].any() and not none[1].any()
