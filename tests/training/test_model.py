@@ -265,3 +265,17 @@ def test_the_benchmark_blends_item_knn_only_where_validation_says_so():
 
     _, record = knn_blended(oracle, n_items, train, val, test, [0.5], seed=0)
     assert record["knn_blend"]["chosen"] == 0.0
+
+
+def test_repeated_padding_fills_the_left_with_copies_and_takes_no_loss_on_the_gaps():
+    from training.bench import training_arrays
+
+    x, y, w = training_arrays([[5, 6, 7], [2, 3, 4, 5, 6, 7, 8]], max_len=6, repeat_pad=True)
+    # ... 5 6 7 0 5 6 7 0 5 6 7 -> its last 7 steps, as input and target shifted by one
+    seq = [5, 6, 7, 0, 5, 6, 7]
+    assert x[0].tolist() == seq[:-1] and y[0].tolist() == seq[1:]
+    assert w[0].tolist() == [float(t > 0) for t in seq[1:]]
+    # long enough already: the plain rows
+    assert x[1].tolist() == [2, 3, 4, 5, 6, 7] and y[1].tolist() == [3, 4, 5, 6, 7, 8]
+    plain_x, _, plain_w = training_arrays([[5, 6, 7]], max_len=6)
+    assert plain_x[0].tolist() == [0, 0, 0, 0, 5, 6] and plain_w[0].sum() == 2
