@@ -16,7 +16,7 @@ popularity, age and price, the user's activity and taste for the item's category
 and the item's category, brand and title, which the ranker embeds itself.
 
 Everything is computed on (user, item) pairs that exist, never on a users x catalog array:
-the one [batch, catalog] array is SASRec's logits for the batch, cut to its top
+the one [batch, catalog] array is SASRec's logits for the batch (masked in place), cut to its top
 `RANK_DEPTH` at once. Ranks deeper than that (or, for the sparse sources, past a user's
 last scored item) are capped there. The same code builds the ranker's training rows (as of
 a label window's start), the holdout evaluation (as of the split) and the night's lists (as
@@ -39,9 +39,9 @@ from training.steps import (
     Steps,
     contains,
     days_between,
-    descending,
     grouped_rank,
     lookup,
+    top_columns,
     type_weights,
 )
 
@@ -155,26 +155,28 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
 
     # sasrec: the batch's logits, cut to each user's top RANK_DEPTH allowed items
     if sasrec is not None and n:
-        logits = np.asarray(sasrec(steps), np.float32)
-        rel = logits - logits.max(axis=1, keepdims=True)
-        allowed_logits = np.where(ctx.never[None, :], NEG, rel)
-        m_rows, m_items = masked // size, masked % size
-        allowed_logits[m_rows, m_items] = NEG
+        rel = np.asarray(sasrec(steps), np.float32)
+        if not rel.flags.writeable:
+            rel = rel.copy()
+        rel -= rel.max(axis=1, keepdims=True)
+        # masked in place: every source's candidates are allowed items, so the feature
+        # `sasrec_score` (rel at the candidates) never reads a masked entry
+        rel[:, ctx.never] = NEG
+        rel[masked // size, masked % size] = NEG
         depth = min(RANK_DEPTH, size)
-        top = np.argpartition(-allowed_logits, depth - 1, axis=1)[:, :depth]
-        top_s = np.take_along_axis(allowed_logits, top, axis=1)
-        # per row: best first, ties by item (one sort of (score, item) keys)
-        key = (descending(top_s).astype(np.uint64) << np.uint64(32)) | top.astype(np.uint64)
-        key.sort(axis=1)
-        top = (key & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        top_s = np.take_along_axis(allowed_logits, top, axis=1)
+        top = top_columns(rel, depth)  # per row best first, ties by item
+        top_s = np.take_along_axis(rel, top, axis=1)
         r = np.repeat(np.arange(n), depth)
         i, s_ = top.ravel(), top_s.ravel()
         ok = s_ > NEG / 2
         ranks = np.tile(np.arange(depth), n)[ok]  # masked items sort last: ranks stay exact
         choose("sasrec", r[ok], i[ok], s_[ok], ranks)
-        sasrec_rank = np.full((n, size), RANK_DEPTH, np.int32)  # shaped as the logits
-        sasrec_rank[r[ok], i[ok]] = ranks
+        # each row's top items in item order: row * size + item keys, sorted as a whole
+        by_item = np.argsort(top, axis=1)
+        rank_keys = (np.arange(n)[:, None] * size + np.take_along_axis(top, by_item, axis=1)
+                     ).ravel()
+        rank_of = np.where(top_s > NEG / 2, np.arange(depth)[None, :], RANK_DEPTH)
+        sasrec_rank = (rank_keys, np.take_along_axis(rank_of, by_item, axis=1).ravel())
     else:
         rel, sasrec_rank = None, None
 
@@ -229,7 +231,8 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
 
     features = {
         "sasrec_score": rel[cr, ci] if rel is not None else np.zeros(len(cr), np.float32),
-        "sasrec_log_rank": np.log1p(sasrec_rank[cr, ci] if rel is not None
+        "sasrec_log_rank": np.log1p(lookup(*sasrec_rank, cr * size + ci, RANK_DEPTH)
+                                    if sasrec_rank is not None
                                     else np.zeros(len(cr), np.float32)),
         "covisit_score": covisit.get(cr, ci, 0.0),
         "covisit_log_rank": covisit_rank.get(cr, ci, -1),

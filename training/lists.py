@@ -18,7 +18,7 @@ import numpy as np
 from training.baselines import recent_scores
 from training.candidates import COVISIT_RECENT, NEG, allowed, masked_keys, recent_items
 from training.context import ItemContext
-from training.steps import OOV, PURCHASE_CODE, Steps, days_between, grouped_rank
+from training.steps import OOV, PURCHASE_CODE, Steps, days_between, grouped_rank, top_columns
 
 
 def from_pairs(n: int, rows: np.ndarray, items: np.ndarray, scores: np.ndarray,
@@ -37,11 +37,12 @@ def from_dense(ctx: ItemContext, steps: Steps, scores: np.ndarray,
                k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-k of a [batch, V] score array (a model's logits for one batch of users)."""
     n = len(steps)
-    s = np.where(ctx.never[None, :], NEG, scores.astype(np.float32))
+    s = np.array(scores, np.float32)  # a copy, masked in place
+    s[:, ctx.never] = NEG
     masked = masked_keys(ctx, steps)
     s[masked // ctx.size, masked % ctx.size] = NEG
     depth = min(k, ctx.size)
-    top = np.argpartition(-s, depth - 1, axis=1)[:, :depth]
+    top = top_columns(s, depth)
     rows = np.repeat(np.arange(n), depth)
     items = top.ravel().astype(np.int64)
     vals = s[rows, items]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from training.steps import contains, descending, grouped_rank
+from training.steps import contains, descending, grouped_rank, top_columns
 
 SPECIAL = np.array([0.0, -0.0, 1.5, -1.5, -1e9, 3.25, 1e-40, -1e-40, np.inf, -np.inf],
                    np.float32)
@@ -45,3 +45,24 @@ def test_contains_is_membership_in_sorted_keys():
     keys, query = np.unique(rng.integers(0, 500, 60)), rng.integers(0, 600, 400)
     np.testing.assert_array_equal(contains(keys, query), np.isin(query, keys))
     assert not contains(np.zeros(0, np.int64), query).any()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_top_columns_equal_the_stable_full_sort_on_ties_masks_and_short_rows(seed):
+    rng = np.random.default_rng(seed)
+    n, v, k = 40, 5000, 100
+    scores = rng.standard_normal((n, v)).astype(np.float32)
+    scores[:10] = np.round(scores[:10])                 # few distinct values: ties everywhere
+    scores[10:20, rng.random(v) < 0.5] = -1e9           # a masked block, as the night's masks
+    scores[20:25, 30:] = -1e9                           # fewer than k unmasked
+    scores[25:30] = np.sort(scores[25:30], axis=1)      # ascending rows
+    scores[30:32] = 0.0
+    scores[32, ::2] = -0.0                              # signed zeros are equal
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    assert np.array_equal(top_columns(scores, k), expected)
+    assert np.array_equal(top_columns(scores, k, sample_every=64), expected)
+    # short rows (one sort of the whole row) and k past the row
+    assert np.array_equal(top_columns(scores[:, :300], k),
+                          np.argsort(-scores[:, :300], axis=1, kind="stable")[:, :k])
+    assert top_columns(scores[:, :50], k).shape == (n, 50)
+    assert top_columns(scores[:0], k).shape == (0, k)
