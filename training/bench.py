@@ -64,7 +64,8 @@ class BenchConfig:
     # 1: training rows fill their left padding with earlier copies of the sequence, each
     # followed by a padding step (repeated padding, Dang et al., RecSys 2024): more targets
     # per row at no cost per step; 0: plain left padding. Validation and test inputs are
-    # padded as usual.
+    # padded as usual. On Beauty (seed 13, full softmax) it learned far more slowly:
+    # validation NDCG@10 0.0419 after 24 minutes against 0.0752 without it (README).
     repeat_pad: int = 0
 
 
