@@ -279,3 +279,31 @@ def test_repeated_padding_fills_the_left_with_copies_and_takes_no_loss_on_the_ga
     assert x[1].tolist() == [2, 3, 4, 5, 6, 7] and y[1].tolist() == [3, 4, 5, 6, 7, 8]
     plain_x, _, plain_w = training_arrays([[5, 6, 7]], max_len=6)
     assert plain_x[0].tolist() == [0, 0, 0, 0, 5, 6] and plain_w[0].sum() == 2
+
+
+def test_the_benchmark_ensemble_trains_each_member_and_scores_by_the_mean_of_their_logits(
+        monkeypatch):
+    from training import bench
+
+    rng = np.random.default_rng(0)
+    seqs = [[1 + (s + k) % 30 for k in range(5)] for s in rng.integers(0, 30, size=120)]
+    cfg = bench.BenchConfig(max_len=6, dim=8, blocks=1, epochs=2, eval_every=1,
+                            batch_size=32, members=2, max_minutes=5.0)
+    logits = {}
+    real = bench.train_member
+
+    def recording(*args, **kw):  # each member's latest logits for each input
+        scorer, seed = real(*args, **kw), args[5]
+
+        def score(chunk):
+            logits[seed, str(chunk)] = scorer(chunk)
+            return logits[seed, str(chunk)]
+        return score
+    monkeypatch.setattr(bench, "train_member", recording)
+    out = bench.run_once(seqs, 31, cfg, seed=13)
+    assert [m["seed"] for m in out["members"]] == [13, 13001]
+    _, _, (test_in, test_t), _ = bench.leave_one_out(seqs)
+    first, second = logits[13, str(test_in)], logits[13001, str(test_in)]
+    assert not np.allclose(first, second)
+    assert out["ndcg@10"] == bench.full_ranking(lambda chunk: (first + second) / 2, test_in,
+                                                test_t)["ndcg@10"]
