@@ -31,7 +31,7 @@ class CandidateSet:
     rows: np.ndarray              # [N] position in the batch
     items: np.ndarray             # [N] vocabulary index
     numeric: np.ndarray           # [N, len(NUMERIC)] float32
-    category: np.ndarray          # [N] str
+    category: np.ndarray          # [N] str (Python strings or fixed width)
     brand: np.ndarray             # [N] str
     title: np.ndarray             # [N] str
 
@@ -40,8 +40,9 @@ class CandidateSet:
 
     def inputs(self) -> dict[str, np.ndarray]:
         """The ranker's named inputs."""
-        return {"numeric": self.numeric, "category": self.category[:, None],
-                "brand": self.brand[:, None], "title": self.title[:, None]}
+        return {"numeric": self.numeric, **{
+            name: np.asarray(getattr(self, name), dtype=str)[:, None]
+            for name in ("category", "brand", "title")}}
 
     def with_features(self, names) -> "CandidateSet":
         """The same candidates with the numeric columns `names` (of `NUMERIC`), in order."""

@@ -283,9 +283,10 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
         col = features[f"{name}_log_rank"]
         features[f"{name}_log_rank"] = np.log1p(np.where(col < 0, depth[cr], col))
     numeric = np.stack([np.asarray(features[k], np.float32) for k in NUMERIC], axis=1)
-    return CandidateSet(rows=cr, items=ci, numeric=numeric,
-                        category=ctx.category[ci].astype(str),
-                        brand=ctx.brand[ci].astype(str), title=ctx.title[ci].astype(str))
+    # the item's strings as the context holds them (Python strings): a fixed-width copy of
+    # every candidate's title cost more than any feature; the ranker's inputs convert them
+    return CandidateSet(rows=cr, items=ci, numeric=numeric, category=ctx.category[ci],
+                        brand=ctx.brand[ci], title=ctx.title[ci])
 
 
 def text_similarities(ctx: ItemContext, rr: np.ndarray, ri: np.ndarray, last_item: np.ndarray,

@@ -144,6 +144,8 @@ def sasrec_scorer(model, vocab: np.ndarray, max_len: int,
                 if unseen.any():
                     s[:, unseen] = raw.min(axis=1, keepdims=True)
             out.append(s)
+        if len(out) == 1:  # one batch (the score job's): no copy of [batch, catalog]
+            return out[0]
         return np.concatenate(out) if out else np.zeros((0, len(ids)), np.float32)
     return score
 
