@@ -175,7 +175,7 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
         by_item = np.argsort(top, axis=1)
         rank_keys = (np.arange(n)[:, None] * size + np.take_along_axis(top, by_item, axis=1)
                      ).ravel()
-        rank_of = np.where(top_s > NEG / 2, np.arange(depth)[None, :], RANK_DEPTH)
+        rank_of = np.where(ok.reshape(n, depth), np.arange(depth)[None, :], RANK_DEPTH)
         sasrec_rank = (rank_keys, np.take_along_axis(rank_of, by_item, axis=1).ravel())
     else:
         rel, sasrec_rank = None, None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from training.steps import top_columns
+
 
 def hits_matrix(ranked: np.ndarray, relevant: list[set[int]]) -> np.ndarray:
     """[n_users, K] booleans: is the item at rank k+1 relevant for that user."""
@@ -50,10 +52,7 @@ def ranking_report(ranked: np.ndarray, relevant: list[set[int]], ks: list[int]) 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k highest scores per row, best first (ties broken by lower index)."""
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.lexsort((part, -np.take_along_axis(scores, part, axis=1)), axis=1)
-    return np.take_along_axis(part, order, axis=1)
+    return top_columns(scores, k)
 
 
 def novelty_sum(ranked: np.ndarray, item_share: np.ndarray, k: int) -> tuple[float, int]:
