@@ -41,9 +41,9 @@ from training.steps import (
     days_between,
     grouped_rank,
     lookup,
-    top_columns,
     type_weights,
 )
+from training.topk import masked_top
 
 REPEAT_HALF_LIFE_DAYS = 3.0
 MAX_DAYS = 60.0
@@ -61,6 +61,12 @@ def masked_keys(ctx: ItemContext, steps: Steps) -> np.ndarray:
     rows = steps.bought_rows()
     keep = ~ctx.repurchasable[steps.bought]
     return np.unique(rows[keep] * ctx.size + steps.bought[keep])
+
+
+def per_row(masked: np.ndarray, n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """`masked_keys` as (ptr [n + 1], items): row r's masked items are items[ptr[r]:ptr[r + 1]],
+    sorted (the form `training.topk.masked_top` takes)."""
+    return np.searchsorted(masked // size, np.arange(n + 1)), masked % size
 
 
 def allowed(ctx: ItemContext, masked: np.ndarray, rows: np.ndarray,
@@ -153,32 +159,25 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
         chosen_items.append(i[pick])
         return ranks
 
-    # sasrec: the batch's logits, cut to each user's top RANK_DEPTH allowed items
+    # sasrec: the batch's logits, cut to each user's top RANK_DEPTH allowed items in one
+    # compiled pass per row (`masked_top`); scores relative to the row's maximum
     if sasrec is not None and n:
-        rel = np.asarray(sasrec(steps), np.float32)
-        if not rel.flags.writeable:
-            rel = rel.copy()
-        rel -= rel.max(axis=1, keepdims=True)
-        # masked in place: every source's candidates are allowed items, so the feature
-        # `sasrec_score` (rel at the candidates) never reads a masked entry
-        rel[:, ctx.never] = NEG
-        rel[masked // size, masked % size] = NEG
+        logits = np.asarray(sasrec(steps), np.float32)
         depth = min(RANK_DEPTH, size)
-        top = top_columns(rel, depth)  # per row best first, ties by item
-        top_s = np.take_along_axis(rel, top, axis=1)
-        r = np.repeat(np.arange(n), depth)
-        i, s_ = top.ravel(), top_s.ravel()
-        ok = s_ > NEG / 2
-        ranks = np.tile(np.arange(depth), n)[ok]  # masked items sort last: ranks stay exact
-        choose("sasrec", r[ok], i[ok], s_[ok], ranks)
+        top, _, row_max = masked_top(logits, depth, ctx.never, per_row(masked, n, size))
+        ok = top >= 0  # allowed entries, best first; a row with fewer is padded with -1
+        r = np.repeat(np.arange(n), depth)[ok.ravel()]
+        i = top[ok]
+        ranks = np.tile(np.arange(depth), n)[ok.ravel()]  # exact: masked items never count
+        choose("sasrec", r, i, logits[r, i] - row_max[r], ranks)
         # each row's top items in item order: row * size + item keys, sorted as a whole
-        by_item = np.argsort(top, axis=1)
-        rank_keys = (np.arange(n)[:, None] * size + np.take_along_axis(top, by_item, axis=1)
-                     ).ravel()
-        rank_of = np.where(ok.reshape(n, depth), np.arange(depth)[None, :], RANK_DEPTH)
-        sasrec_rank = (rank_keys, np.take_along_axis(rank_of, by_item, axis=1).ravel())
+        by_item = np.argsort(np.where(ok, top, size), axis=1)
+        in_order = np.take_along_axis(top, by_item, axis=1)
+        kept = np.take_along_axis(ok, by_item, axis=1).ravel()
+        sasrec_rank = (((np.arange(n)[:, None] * size + in_order).ravel())[kept],
+                       by_item.ravel()[kept])
     else:
-        rel, sasrec_rank = None, None
+        logits, row_max, sasrec_rank = None, None, None
 
     rr, ri = recent_items(steps, COVISIT_RECENT)
 
@@ -230,7 +229,8 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
         return lookup(k, v, cr * n_codes + code, 0.0)
 
     features = {
-        "sasrec_score": rel[cr, ci] if rel is not None else np.zeros(len(cr), np.float32),
+        "sasrec_score": (logits[cr, ci] - row_max[cr] if logits is not None
+                         else np.zeros(len(cr), np.float32)),
         "sasrec_log_rank": np.log1p(lookup(*sasrec_rank, cr * size + ci, RANK_DEPTH)
                                     if sasrec_rank is not None
                                     else np.zeros(len(cr), np.float32)),

@@ -16,9 +16,17 @@ from __future__ import annotations
 import numpy as np
 
 from training.baselines import recent_scores
-from training.candidates import COVISIT_RECENT, NEG, allowed, masked_keys, recent_items
+from training.candidates import (
+    COVISIT_RECENT,
+    NEG,
+    allowed,
+    masked_keys,
+    per_row,
+    recent_items,
+)
 from training.context import ItemContext
-from training.steps import OOV, PURCHASE_CODE, Steps, days_between, grouped_rank, top_columns
+from training.steps import OOV, PURCHASE_CODE, Steps, days_between, grouped_rank
+from training.topk import masked_top
 
 
 def from_pairs(n: int, rows: np.ndarray, items: np.ndarray, scores: np.ndarray,
@@ -37,17 +45,13 @@ def from_dense(ctx: ItemContext, steps: Steps, scores: np.ndarray,
                k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-k of a [batch, V] score array (a model's logits for one batch of users)."""
     n = len(steps)
-    s = np.array(scores, np.float32)  # a copy, masked in place
-    s[:, ctx.never] = NEG
-    masked = masked_keys(ctx, steps)
-    s[masked // ctx.size, masked % ctx.size] = NEG
-    depth = min(k, ctx.size)
-    top = top_columns(s, depth)
-    rows = np.repeat(np.arange(n), depth)
-    items = top.ravel().astype(np.int64)
-    vals = s[rows, items]
-    ok = vals > NEG / 2
-    return from_pairs(n, rows[ok], items[ok], vals[ok], k)
+    scores = np.asarray(scores, np.float32)
+    masked = per_row(masked_keys(ctx, steps), n, ctx.size)
+    top, _, _ = masked_top(scores, min(k, ctx.size), ctx.never, masked)
+    ok = top >= 0
+    rows = np.repeat(np.arange(n), top.shape[1])[ok.ravel()]
+    items = top[ok]
+    return from_pairs(n, rows, items, scores[rows, items], k)
 
 
 def popular(ctx: ItemContext, steps: Steps, k: int) -> tuple[np.ndarray, np.ndarray]:

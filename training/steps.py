@@ -16,6 +16,7 @@ from datetime import datetime
 import numpy as np
 
 from nightshelf import schema as S
+from training.topk import masked_top
 
 PAD, OOV = 0, 1  # vocabulary indices of padding and of an unknown item
 PURCHASE_CODE = S.EVENT_TYPES.index(S.PURCHASE)
@@ -186,54 +187,11 @@ def descending(scores: np.ndarray) -> np.ndarray:
     return ~ordered
 
 
-def top_columns(scores: np.ndarray, k: int, sample_every: int = 8) -> np.ndarray:
+def top_columns(scores: np.ndarray, k: int, sample_every: int = 16) -> np.ndarray:
     """[n, k] column indices of each row's k highest float32 scores, best first, ties by
-    lower column (what a stable sort of the whole row would give), at most 2^32 columns.
-
-    No row is sorted or partitioned whole: each row keeps the entries at or above a
-    threshold, the m-th highest of a strided sample of the row (every `sample_every`-th
-    column, m chosen so that about 1.5 k entries reach it), and only those are sorted. A row
-    where fewer than k reach it takes a lower threshold, down to the whole row, so the
-    result is exact. NumPy's `argpartition` over a batch of [512, 50,060] logits of tier L
-    took about 0.3 s with nothing else running (up to 1.7 s beside other work); this stays
-    near the cost of reading the batch a few times (`tests/training/test_ranks.py` checks
-    it against the full sort)."""
-    scores = np.asarray(scores, np.float32)
-    n, v = scores.shape
-    k = max(0, min(k, v))
-    if not n or not k:
-        return np.zeros((n, k), np.int64)
-    if v <= 8 * k:  # short rows: one sort of whole rows is as cheap
-        keys = _column_keys(scores, np.arange(v, dtype=np.uint64)[None, :])
-        keys.sort(axis=1)
-        return (keys[:, :k] & np.uint64(0xFFFFFFFF)).astype(np.int64)
-    sample = np.sort(scores[:, ::sample_every], axis=1)  # ascending
-    width = sample.shape[1]
-    m = min(width, int(np.ceil(1.5 * k / sample_every)) + 1)
-    above = scores >= sample[:, width - m, None]
-    counts = above.sum(axis=1)
-    short = np.nonzero(counts < k)[0]
-    while len(short):  # rare: too few reached the threshold, take a lower one
-        m *= 2
-        if m >= width:
-            above[short] = True
-            break
-        above[short] = scores[short] >= sample[short, width - m, None]
-        counts[short] = above[short].sum(axis=1)
-        short = short[counts[short] < k]
-    rows, cols = np.nonzero(above)
-    counts = np.bincount(rows, minlength=n)
-    starts = np.cumsum(counts) - counts
-    keys = np.full((n, int(counts.max())), np.iinfo(np.uint64).max, np.uint64)
-    keys[rows, np.arange(len(rows)) - starts[rows]] = _column_keys(
-        scores[rows, cols], cols.astype(np.uint64))
-    keys.sort(axis=1)
-    return (keys[:, :k] & np.uint64(0xFFFFFFFF)).astype(np.int64)
-
-
-def _column_keys(scores: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """uint64 keys that sort by score descending, then by column."""
-    return (descending(scores).astype(np.uint64) << np.uint64(32)) | cols
+    lower column (what a stable sort of the whole row would give), at most 2^32 columns:
+    `training.topk.masked_top` with nothing masked (no row is sorted or partitioned whole)."""
+    return masked_top(scores, k, sample_every=sample_every)[0]
 
 
 def grouped_rank(rows: np.ndarray, scores: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from training.steps import contains, descending, grouped_rank, top_columns
+from training.topk import masked_top
 
 SPECIAL = np.array([0.0, -0.0, 1.5, -1.5, -1e9, 3.25, 1e-40, -1e-40, np.inf, -np.inf],
                    np.float32)
@@ -66,3 +67,26 @@ def test_top_columns_equal_the_stable_full_sort_on_ties_masks_and_short_rows(see
                           np.argsort(-scores[:, :300], axis=1, kind="stable")[:, :k])
     assert top_columns(scores[:, :50], k).shape == (n, 50)
     assert top_columns(scores[:0], k).shape == (0, k)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_masked_top_leaves_out_masked_columns_and_keeps_the_row_maximum(seed):
+    rng = np.random.default_rng(seed)
+    n, v, k = 30, 4000, 200
+    scores = rng.standard_normal((n, v)).astype(np.float32)
+    scores[:8] = np.round(scores[:8])                   # ties at every threshold
+    never = rng.random(v) < 0.3
+    never[np.argmax(scores[9])] = True                  # a row whose best column is masked
+    masked = [np.sort(rng.choice(v, int(rng.integers(0, 40)), replace=False))
+              for _ in range(n)]
+    masked[10] = np.nonzero(~never)[0][5:]              # fewer than k allowed columns
+    ptr = np.cumsum([0] + [len(m) for m in masked])
+    top, count, row_max = masked_top(scores, k, never, (ptr, np.concatenate(masked)))
+    for r in range(n):
+        order = np.argsort(-scores[r], kind="stable")
+        allowed = order[~never[order] & ~np.isin(order, masked[r])][:k]
+        assert count[r] == len(allowed)
+        np.testing.assert_array_equal(top[r, :count[r]], allowed)
+        assert (top[r, count[r]:] == -1).all()
+    assert count[10] == 5
+    np.testing.assert_array_equal(row_max, scores.max(axis=1))
