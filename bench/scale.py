@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import re
@@ -278,27 +279,83 @@ def generated(home: Path) -> bool:
         list((home / "landing" / "events").glob("ds=*"))) >= DAYS
 
 
-def run_tier(tier: str, root: Path, matmul: float, earlier: list[dict], *,
-             reuse: bool = False, prepare_only: bool = False) -> list[dict]:
+CLI = str(Path(sys.executable).parent / "nightshelf")
+
+
+def tier_env(tier: str, home: Path) -> dict:
+    """The environment a tier's commands run in: its home and its shop's size."""
     users, items = TIERS[tier]
-    home = root / tier
     env = {k: v for k, v in os.environ.items() if not k.startswith("NIGHTSHELF")}
     env.update({"NIGHTSHELF_HOME": str(home), "NIGHTSHELF__SHOP__USERS": str(users),
                 "NIGHTSHELF__SHOP__ITEMS": str(items), "NIGHTSHELF__SHOP__DAYS": str(DAYS),
                 "NIGHTSHELF__SHOP__END": END,
                 "NIGHTSHELF_AIRFLOW_VENV": str(REPO / ".venv-airflow")})
-    cli = str(Path(sys.executable).parent / "nightshelf")
-    rows: list[dict] = []
+    return env
 
-    def row(stage, seconds, n, memory, **extra):
-        peak, pss = memory["peak"], memory["pss"]
-        rows.append({"tier": tier, "stage": stage, "users": users, "items": items,
-                     "wall_seconds": round(seconds, 2), "rows": n,
-                     "rows_per_second": round(n / max(seconds, 1e-9), 1),
-                     "peak_rss_mb": round(peak / 2 ** 20, 1),
-                     "peak_pss_mb": round(pss / 2 ** 20, 1), **extra})
-        print(f"bench-scale {tier}: {stage}: {seconds:.1f}s, {n} rows, "
-              f"peak RSS {peak / 2 ** 20:.0f} MB, PSS {pss / 2 ** 20:.0f} MB", flush=True)
+
+def _row(rows: list[dict], tier: str, stage: str, seconds: float, n: int, memory: dict,
+         **extra) -> None:
+    users, items = TIERS[tier]
+    peak, pss = memory["peak"], memory["pss"]
+    rows.append({"tier": tier, "stage": stage, "users": users, "items": items,
+                 "wall_seconds": round(seconds, 2), "rows": n,
+                 "rows_per_second": round(n / max(seconds, 1e-9), 1),
+                 "peak_rss_mb": round(peak / 2 ** 20, 1),
+                 "peak_pss_mb": round(pss / 2 ** 20, 1), **extra})
+    print(f"bench-scale {tier}: {stage}: {seconds:.1f}s, {n} rows, "
+          f"peak RSS {peak / 2 ** 20:.0f} MB, PSS {pss / 2 ** 20:.0f} MB", flush=True)
+
+
+def task_rows(row, s: "Sampler", rec: dict, env: dict, matmul: float, **extra_all) -> None:
+    """A row per DAG task the sampler saw; scoring's with its rate against `matmul`."""
+    for stage, _ in STAGES:
+        if stage in s.stages:
+            st = s.stages[stage]
+            wall = st["last"] - st["first"] + s.every  # each sample stands for its interval
+            extra = dict(extra_all)
+            if stage == "score":
+                try:
+                    flops = scoring_flops(env, END)
+                except subprocess.CalledProcessError as exc:
+                    print(f"bench-scale: FLOPs per score not counted: {exc.stderr[-500:]}",
+                          flush=True)
+                    flops = {}
+                per_score = (flops["ranker"] + flops["sasrec"] / flops["candidates"]
+                             if flops.get("kind") == "model" else 0)
+                scored = rec["score"].get("users", 0) * flops.get("candidates", 0)
+                extra.update({"scores_per_second": round(scored / max(wall, 1e-9), 1),
+                              "flops_per_score": round(per_score),
+                              "matmul_flops_per_second": round(matmul),
+                              "share_of_matmul_rate": round(
+                                  scored / max(wall, 1e-9) * per_score / matmul, 4)})
+            row(stage, wall, stage_rows(stage, rec), st, **extra)
+
+
+def run_again(tier: str, root: Path, matmul: float, earlier: list[dict],
+              tasks: list[str]) -> list[dict]:
+    """Run `tasks` of a tier's night again (`nightshelf task`: `airflow tasks test`, as the
+    DAG runs them) on the home where the night ran; their rows replace the earlier ones,
+    marked `again`."""
+    home = root / tier
+    if not (home / "lake" / "runs" / f"ds={END}" / "gate.json").exists():
+        raise SystemExit(f"bench-scale {tier}: no night ran in {home}; run the tier first")
+    env = tier_env(tier, home)
+    rows = [r for r in earlier if r["tier"] == tier and r["stage"] not in tasks]
+    row = functools.partial(_row, rows, tier)
+    for task in tasks:
+        print(f"bench-scale {tier}: task {task} again", flush=True)
+        _, s = measured([CLI, "task", "--ds", END, "--task", task], env)
+        task_rows(row, s, _records(home, END), env, matmul, again=True)
+    return rows
+
+
+def run_tier(tier: str, root: Path, matmul: float, earlier: list[dict], *,
+             reuse: bool = False, prepare_only: bool = False) -> list[dict]:
+    users, items = TIERS[tier]
+    home = root / tier
+    env = tier_env(tier, home)
+    rows: list[dict] = []
+    row = functools.partial(_row, rows, tier)
 
     events_of = lambda: sum(_raw_rows(p) for p in  # noqa: E731
                             (home / "landing" / "events").glob("ds=*/events.*"))
@@ -313,46 +370,26 @@ def run_tier(tier: str, root: Path, matmul: float, earlier: list[dict], *,
         rows += [r for r in earlier if r["tier"] == tier and r["stage"] == "generate"]
         events = events_of()
         fresh_night(home, END)
-        seconds, s = measured([cli, "bootstrap", "--until", END, "--only-new"], env, stages=[])
+        seconds, s = measured([CLI, "bootstrap", "--until", END, "--only-new"], env, stages=[])
         row("bootstrap", seconds, events, s.peak, resumed=True)
     else:
         if home.exists():
             subprocess.run(["rm", "-rf", str(home)], check=True)
         print(f"bench-scale {tier}: {users} users, {items} items, {DAYS} days -> {home}",
               flush=True)
-        seconds, s = measured([cli, "generate"], env, stages=[])
+        seconds, s = measured([CLI, "generate"], env, stages=[])
         days = sum(1 for _ in (home / "landing" / "events").glob("ds=*"))
         events = events_of()
         row("generate", seconds, events, s.peak, days=days)
-        seconds, s = measured([cli, "bootstrap", "--until", END], env, stages=[])
+        seconds, s = measured([CLI, "bootstrap", "--until", END], env, stages=[])
         row("bootstrap", seconds, events, s.peak)
     if prepare_only:
         for r in rows:
             r["events"] = events
         return rows
-    seconds, s = measured([cli, "night", "--ds", END], env)
+    seconds, s = measured([CLI, "night", "--ds", END], env)
     rec = _records(home, END)
-    for stage, _ in STAGES:
-        if stage in s.stages:
-            st = s.stages[stage]
-            wall = st["last"] - st["first"] + s.every  # each sample stands for its interval
-            extra = {}
-            if stage == "score":
-                try:
-                    flops = scoring_flops(env, END)
-                except subprocess.CalledProcessError as exc:
-                    print(f"bench-scale {tier}: FLOPs per score not counted: {exc.stderr[-500:]}",
-                          flush=True)
-                    flops = {}
-                per_score = (flops["ranker"] + flops["sasrec"] / flops["candidates"]
-                             if flops.get("kind") == "model" else 0)
-                scored = rec["score"].get("users", 0) * flops.get("candidates", 0)
-                extra = {"scores_per_second": round(scored / max(wall, 1e-9), 1),
-                         "flops_per_score": round(per_score),
-                         "matmul_flops_per_second": round(matmul),
-                         "share_of_matmul_rate": round(
-                             scored / max(wall, 1e-9) * per_score / matmul, 4)}
-            row(stage, wall, stage_rows(stage, rec), st, **extra)
+    task_rows(row, s, rec, env, matmul)
     # the night's holdout quality, kept with its cost: NDCG@10 per model and the gate's call
     reports = rec["evaluation"].get("reports", {})
     gate = rec["gate"]
@@ -407,6 +444,9 @@ def main(argv: list[str] | None = None) -> None:
                         "removed first")
     p.add_argument("--prepare", action="store_true",
                    help="only generate each tier's shop and clean its history")
+    p.add_argument("--again", nargs="+", metavar="TASK",
+                   help="on a tier whose night ran, run these DAG tasks again (e.g. score) "
+                        "and replace their rows")
     p.add_argument("--table", action="store_true",
                    help="print the results in --out as a Markdown table, run nothing")
     a = p.parse_args(argv)
@@ -419,8 +459,9 @@ def main(argv: list[str] | None = None) -> None:
         matmul = matmul_flops()
         print(f"bench-scale: float32 matmul {matmul / 1e9:.1f} GFLOP/s on this machine",
               flush=True)
-        rows = run_tier(tier, Path(a.root), matmul, results, reuse=a.reuse,
-                        prepare_only=a.prepare)
+        rows = (run_again(tier, Path(a.root), matmul, results, a.again) if a.again else
+                run_tier(tier, Path(a.root), matmul, results, reuse=a.reuse,
+                         prepare_only=a.prepare))
         results = [r for r in results if r.get("tier") != tier] + rows
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2) + "\n")

@@ -159,6 +159,20 @@ def cmd_night(cfg: Config, a) -> None:
     cmd_where(cfg, a)
 
 
+def cmd_task(cfg: Config, a) -> None:
+    """One task of the night again, in-process (`airflow tasks test`): what it reads must
+    be there from an earlier run of the night; it overwrites only its own output."""
+    env = airflow_env(cfg)
+    airflow = Path(env["NIGHTSHELF_AIRFLOW_VENV"]) / "bin" / "airflow"
+    if not airflow.exists():
+        sys.exit(f"no Airflow at {airflow}: run `make install` (or set NIGHTSHELF_AIRFLOW_VENV)")
+    subprocess.run([str(airflow), "db", "migrate"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    proc = subprocess.run([str(airflow), "tasks", "test", DAG_ID, a.task, a.ds], env=env)
+    if proc.returncode != 0:
+        sys.exit(f"task {a.task} of night {a.ds} failed (airflow exit {proc.returncode})")
+
+
 def cmd_airflow(cfg: Config, a) -> None:
     """`airflow standalone` (api-server, scheduler, dag-processor, triggerer) on the embedded
     home's database, where `make night` records its runs. The DAG is paused first, so the
@@ -282,7 +296,7 @@ COMMANDS = {
     "gate": cmd_gate,
     "publish": cmd_publish, "report": cmd_report, "night": cmd_night, "where": cmd_where,
     "backfill": cmd_backfill, "drift": cmd_drift, "airflow": cmd_airflow,
-    "trigger": cmd_trigger,
+    "trigger": cmd_trigger, "task": cmd_task,
 }
 
 

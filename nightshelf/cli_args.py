@@ -18,6 +18,8 @@ HELP = {
     "report": "write the night's report (lake/runs/ds=.../report.md)",
     "night": "run the whole DAG for one night (airflow dags test recsys_nightly DS)",
     "where": "print where a night's outputs and UIs are",
+    "task": "run one task of a night again, as the DAG runs it (airflow tasks test "
+            "recsys_nightly TASK DS); its upstream tasks must have run",
     "backfill": "run consecutive nights in order, each through the DAG",
     "validate": "run a stage's Great Expectations suites; a failed suite stops the night",
     "airflow": "Airflow's UI and scheduler on this home (airflow standalone): the grid, task "
@@ -59,6 +61,9 @@ def parser() -> argparse.ArgumentParser:
         if name in ("train", "train-ranker", "gate"):
             sp.add_argument("--force", action="store_true",
                             help="redo it even if this night already did it on the same inputs")
+    tk = command("task")
+    tk.add_argument("--ds", required=True, type=_date, help="the night, YYYY-MM-DD")
+    tk.add_argument("--task", required=True, help="the DAG task's id, e.g. score")
     bf = command("backfill")
     bf.add_argument("--from", dest="first", required=True, type=_date, help="the first night")
     bf.add_argument("--to", dest="last", required=True, type=_date, help="the last night")

@@ -33,6 +33,7 @@ from scipy import sparse
 from training.baselines import recent_scores
 from training.candidate_set import NUMERIC, CandidateSet
 from training.context import ItemContext
+from training.rowwise import ranks_in_rows, row_ptr, source_features, source_top
 from training.steps import (
     OOV,
     PURCHASE_CODE,
@@ -159,42 +160,44 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
         chosen_items.append(i[pick])
         return ranks
 
+    mask_ptr, mask_items = per_row(masked, n, size)
+    never = np.ascontiguousarray(ctx.never, np.bool_)
+
+    def take(source: str, top: np.ndarray) -> None:
+        """A source's best items per row ([n, depth], best first, -1 padding) as candidates."""
+        best = top[:, :sizes.get(source, 0)]
+        ok = best >= 0
+        chosen_rows.append(np.repeat(np.arange(n), best.shape[1])[ok.ravel()])
+        chosen_items.append(best[ok])
+
     # sasrec: the batch's logits, cut to each user's top RANK_DEPTH allowed items in one
     # compiled pass per row (`masked_top`); scores relative to the row's maximum
     if sasrec is not None and n:
         logits = np.asarray(sasrec(steps), np.float32)
-        depth = min(RANK_DEPTH, size)
-        top, _, row_max = masked_top(logits, depth, ctx.never, per_row(masked, n, size))
-        ok = top >= 0  # allowed entries, best first; a row with fewer is padded with -1
-        r = np.repeat(np.arange(n), depth)[ok.ravel()]
-        i = top[ok]
-        ranks = np.tile(np.arange(depth), n)[ok.ravel()]  # exact: masked items never count
-        choose("sasrec", r, i, logits[r, i] - row_max[r], ranks)
-        # each row's top items in item order: row * size + item keys, sorted as a whole
-        by_item = np.argsort(np.where(ok, top, size), axis=1)
-        in_order = np.take_along_axis(top, by_item, axis=1)
-        kept = np.take_along_axis(ok, by_item, axis=1).ravel()
-        sasrec_rank = (((np.arange(n)[:, None] * size + in_order).ravel())[kept],
-                       by_item.ravel()[kept])
+        sasrec_top, _, row_max = masked_top(logits, min(RANK_DEPTH, size), never,
+                                            (mask_ptr, mask_items), relative=True)
+        take("sasrec", sasrec_top)  # ranks are exact: masked items never count
     else:
-        logits, row_max, sasrec_rank = None, None, None
+        logits, row_max, sasrec_top = None, None, None
 
     rr, ri = recent_items(steps, COVISIT_RECENT)
 
     def from_recent(source: str, graph: sparse.csr_matrix):
-        """A source over an item graph, from the user's recent items: (score, rank, how
-        many items it ranked per user)."""
-        g = recent_scores(graph, rr, ri, n).tocoo()
-        g_rows, g_items, g_vals = g.row.astype(np.int64), g.col.astype(np.int64), g.data
-        ok = allowed(ctx, masked, g_rows, g_items) & (g_vals > 0)
-        rank = choose(source, g_rows[ok], g_items[ok], g_vals[ok])
-        return (_Pairs(size, g_rows, g_items, g_vals.astype(np.float32)),
-                _Pairs(size, g_rows[ok], g_items[ok], rank),
-                np.bincount(g_rows[ok], minlength=n))
+        """A source over an item graph, from the user's recent items: its entries (a CSR
+        [n, vocab] of scores) and how many allowed items it ranked per user."""
+        g = recent_scores(graph, rr, ri, n)
+        entries = (g.indptr.astype(np.int64), g.indices.astype(np.int64),
+                   g.data.astype(np.float32))
+        entries += (entries[2].view(np.uint32),)
+        want = sizes.get(source, 0)
+        top, depth = np.empty((n, want), np.int64), np.empty(n, np.int64)
+        source_top(*entries, never, mask_ptr, mask_items, want, top, depth)
+        take(source, top)
+        return entries, depth
 
     # co-visitation, and text: the items nearest by title, from the user's recent items
-    covisit, covisit_rank, covisit_depth = from_recent("covisit", ctx.sim)
-    text, text_rank, text_depth = from_recent(
+    covisit, covisit_depth = from_recent("covisit", ctx.sim)
+    text, text_depth = from_recent(
         "text", ctx.text_sim if ctx.text_sim is not None
         else sparse.csr_matrix((size, size), dtype=np.float32))
 
@@ -216,6 +219,21 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
 
     keys = np.unique(np.concatenate(chosen_rows) * size + np.concatenate(chosen_items))
     cr, ci = keys // size, keys % size
+    cand_ptr = row_ptr(cr, n)
+    scratch = np.full(size, -1, np.int64)
+
+    def source_values(entries) -> tuple[np.ndarray, np.ndarray]:
+        """(score, rank among the allowed entries or -1) of every candidate in a source."""
+        score, rank = np.empty(len(ci), np.float32), np.empty(len(ci), np.int64)
+        source_features(*entries, never, mask_ptr, mask_items, cand_ptr, ci, scratch, score,
+                        rank)
+        return score, rank
+
+    covisit_score, covisit_rank = source_values(covisit)
+    text_score, text_rank = source_values(text)
+    sasrec_rank = np.zeros(len(ci), np.int64)
+    if sasrec_top is not None:
+        ranks_in_rows(sasrec_top, cand_ptr, ci, scratch, RANK_DEPTH, sasrec_rank)
     own = _Pairs(size, ui_rows, ui_items, np.arange(len(ui_keys)))
     at = own.get(cr, ci, -1)
     mine = at >= 0
@@ -231,11 +249,9 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
     features = {
         "sasrec_score": (logits[cr, ci] - row_max[cr] if logits is not None
                          else np.zeros(len(cr), np.float32)),
-        "sasrec_log_rank": np.log1p(lookup(*sasrec_rank, cr * size + ci, RANK_DEPTH)
-                                    if sasrec_rank is not None
-                                    else np.zeros(len(cr), np.float32)),
-        "covisit_score": covisit.get(cr, ci, 0.0),
-        "covisit_log_rank": covisit_rank.get(cr, ci, -1),
+        "sasrec_log_rank": np.log1p(sasrec_rank),
+        "covisit_score": covisit_score,
+        "covisit_log_rank": covisit_rank,
         "popularity_score": np.log1p(ctx.pop_7d[ci]),
         "popularity_log_rank": np.log1p(ctx.pop_rank[ci]),
         "repeat_score": own_value(decayed, 0.0),
@@ -273,8 +289,8 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
         features[f"user_item_{name}"] = np.where(
             known, np.minimum(cycle_days / np.maximum(interval, 1e-3), CYCLE_CAP), 0.0)
     features["user_item_log_purchases"] = np.log1p(own_value(n_buys, 0))
-    features["text_score"] = text.get(cr, ci, 0.0)
-    features["text_log_rank"] = text_rank.get(cr, ci, -1)
+    features["text_score"] = text_score
+    features["text_log_rank"] = text_rank
     features["text_sim_recent"], features["text_sim_last"] = text_similarities(
         ctx, rr, ri, last_item, cr, ci, n)
     # a sparse source's rank for an item it did not score: just past its last scored item

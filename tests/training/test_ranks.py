@@ -90,3 +90,11 @@ def test_masked_top_leaves_out_masked_columns_and_keeps_the_row_maximum(seed):
         assert (top[r, count[r]:] == -1).all()
     assert count[10] == 5
     np.testing.assert_array_equal(row_max, scores.max(axis=1))
+
+
+def test_masked_top_pads_when_every_row_has_fewer_allowed_columns_than_k():
+    scores = np.float32([[3, 1, 2, 0], [0, 5, 4, 1]])
+    never = np.array([False, False, True, True])
+    top, count, _ = masked_top(scores, 3, never)
+    np.testing.assert_array_equal(top, [[0, 1, -1], [1, 0, -1]])
+    np.testing.assert_array_equal(count, [2, 2])

@@ -1,0 +1,64 @@
+"""The compiled per-user kernels rank as `grouped_rank` does, masks and ties included."""
+
+import numpy as np
+import pytest
+from scipy import sparse
+
+from training.rowwise import ranks_in_rows, row_ptr, source_features, source_top
+from training.steps import contains, grouped_rank
+
+
+def _case(seed: int):
+    rng = np.random.default_rng(seed)
+    n, v = 40, 300
+    g = sparse.random(n, v, density=0.3, random_state=seed, dtype=np.float32).tocsr()
+    g.data = np.round(g.data * 8).astype(np.float32) / 8 - np.float32(0.125)  # ties, zeros
+    never = rng.random(v) < 0.1
+    masked = np.unique(rng.integers(0, n, 60) * v + rng.integers(0, v, 60))
+    entries = (g.indptr.astype(np.int64), g.indices.astype(np.int64), g.data,
+               g.data.view(np.uint32))
+    ptr, cols = row_ptr(masked // v, n), masked % v
+    coo = g.tocoo()
+    rows, items, vals = coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data
+    ok = ~never[items] & ~contains(masked, rows * v + items) & (vals > 0)
+    return rng, n, v, g, never, (ptr, cols), entries, (rows, items, vals, ok)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_source_top_and_features_equal_grouped_rank(seed):
+    rng, n, v, g, never, (ptr, cols), entries, (rows, items, vals, ok) = _case(seed)
+    ranks = grouped_rank(rows[ok], vals[ok], items[ok])
+    size = 7
+    top, depth = np.empty((n, size), np.int64), np.empty(n, np.int64)
+    source_top(*entries, never, ptr, cols, size, top, depth)
+    want = np.full((n, size), -1, np.int64)
+    pick = ranks < size
+    want[rows[ok][pick], ranks[pick]] = items[ok][pick]
+    np.testing.assert_array_equal(top, want)
+    np.testing.assert_array_equal(depth, np.bincount(rows[ok], minlength=n))
+
+    # candidates: some of the row's entries, allowed or not, and items it does not have
+    cand = np.unique(np.concatenate([rng.integers(0, n, 300) * v + rng.integers(0, v, 300),
+                                     rows[::3] * v + items[::3]]))
+    cr, ci = cand // v, cand % v
+    score, rank = np.empty(len(ci), np.float32), np.empty(len(ci), np.int64)
+    scratch = np.full(v, -1, np.int64)
+    source_features(*entries, never, ptr, cols, row_ptr(cr, n), ci, scratch, score, rank)
+    assert (scratch == -1).all()
+    dense = g.toarray()
+    np.testing.assert_array_equal(score, dense[cr, ci])
+    keys = rows[ok] * v + items[ok]
+    pos = np.searchsorted(keys, cand)
+    hit = (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == cand)
+    np.testing.assert_array_equal(rank, np.where(hit, ranks[np.minimum(pos, len(keys) - 1)],
+                                                 -1))
+
+
+def test_ranks_in_rows_are_positions_in_each_row():
+    top = np.array([[4, 2, -1], [0, 1, 2]])
+    cr, ci = np.array([0, 0, 0, 1, 1]), np.array([1, 2, 4, 2, 3])
+    out = np.empty(len(ci), np.int64)
+    scratch = np.full(5, -1, np.int64)
+    ranks_in_rows(top, row_ptr(cr, 2), ci, scratch, 99, out)
+    np.testing.assert_array_equal(out, [99, 1, 0, 2, 99])
+    assert (scratch == -1).all()

@@ -1,0 +1,151 @@
+"""A batch's (user, item) entries worked through one user at a time, compiled (Numba).
+
+The candidate sources score items per user: co-visitation and text each give a user up to
+a couple of thousand (item, score) entries, of which the user's candidates are a few
+dozen. In NumPy, ranking those entries and looking candidates up in them took global sorts
+of every entry of the batch and a binary search per candidate and feature. Here each user's
+entries are read where they lie (a CSR row, a row of SASRec's top items):
+
+- `source_top`: a row's best `size` allowed entries (score descending, ties by lower
+  item), kept in a small sorted buffer, and how many allowed entries the row has;
+- `source_features`: for each candidate, its score in the row (0 where the row has none)
+  and its exact rank among the row's allowed entries (-1 where it is not one), by counting
+  the entries above each candidate's key, with no sort of the row;
+- `ranks_in_rows`: a candidate's position in its row of an ordered [n, depth] list.
+
+Orders are those of `training.steps.grouped_rank`: a float32 score and the item as one
+uint64 key (`training.topk.sort_key` of its bits), so results equal the NumPy ranking's
+exactly (tests compare them).
+Memory: one catalog-sized scratch array per call, whatever the batch.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from training.topk import sort_key
+
+
+@numba.njit(nogil=True, cache=False)
+def _masked(cols, start, stop, item):
+    lo, hi = start, stop
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if cols[mid] < item:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < stop and cols[lo] == item
+
+
+@numba.njit(nogil=True, cache=False)
+def _allowed(item, score, never, mask_ptr, mask_cols, r):
+    return (score > 0 and not never[item]
+            and not _masked(mask_cols, mask_ptr[r], mask_ptr[r + 1], item))
+
+
+@numba.njit(nogil=True, cache=False)
+def source_top(indptr, indices, data, bits, never, mask_ptr, mask_cols, size, top, depth):
+    """top[r, :] = row r's best `size` allowed entries' items, best first (-1 past the
+    row's end); depth[r] = its allowed entries. An entry is allowed when its score is
+    positive and neither `never` nor the row's masked items (mask_cols[mask_ptr[r]:
+    mask_ptr[r + 1]], sorted) hold its item. `bits`: `data` viewed as uint32."""
+    n = len(indptr) - 1
+    best = np.empty(max(size, 1), np.uint64)
+    for r in range(n):
+        kept = 0
+        count = 0
+        for e in range(indptr[r], indptr[r + 1]):
+            item, score = indices[e], data[e]
+            if not _allowed(item, score, never, mask_ptr, mask_cols, r):
+                continue
+            count += 1
+            if size == 0:
+                continue
+            key = sort_key(bits[e], item)
+            if kept == size and key >= best[size - 1]:
+                continue
+            j = kept if kept < size else size - 1  # insertion into the sorted buffer
+            while j > 0 and best[j - 1] > key:
+                best[j] = best[j - 1]
+                j -= 1
+            best[j] = key
+            if kept < size:
+                kept += 1
+        for j in range(size):
+            top[r, j] = np.int64(best[j] & np.uint64(0xFFFFFFFF)) if j < kept else -1
+        depth[r] = count
+
+
+@numba.njit(nogil=True, cache=False)
+def source_features(indptr, indices, data, bits, never, mask_ptr, mask_cols, cand_ptr,
+                    cand_items, scratch, score_out, rank_out):
+    """For every candidate c of row r (cand_items[cand_ptr[r]:cand_ptr[r + 1]]): its
+    entry's score in row r (0.0 without one) and its rank among the row's allowed entries
+    (as `source_top` orders them; -1 when it is not one). `scratch`: int64 [vocab], all -1
+    (left so)."""
+    n = len(indptr) - 1
+    for r in range(n):
+        a, b = cand_ptr[r], cand_ptr[r + 1]
+        if a == b:
+            continue
+        for e in range(indptr[r], indptr[r + 1]):
+            scratch[indices[e]] = e
+        m = 0
+        keys = np.empty(b - a, np.uint64)
+        slot = np.empty(b - a, np.int64)
+        for c in range(a, b):
+            e = scratch[cand_items[c]]
+            score_out[c] = data[e] if e >= 0 else np.float32(0.0)
+            rank_out[c] = -1
+            if e >= 0 and _allowed(indices[e], data[e], never, mask_ptr, mask_cols, r):
+                keys[m] = sort_key(bits[e], indices[e])
+                slot[m] = c
+                m += 1
+        for e in range(indptr[r], indptr[r + 1]):
+            scratch[indices[e]] = -1
+        if m == 0:
+            continue
+        order = np.argsort(keys[:m])
+        sk = keys[:m][order]
+        below = np.zeros(m + 1, np.int64)  # below[p]: allowed entries just under sk[p]
+        for e in range(indptr[r], indptr[r + 1]):
+            item, score = indices[e], data[e]
+            if not _allowed(item, score, never, mask_ptr, mask_cols, r):
+                continue
+            key = sort_key(bits[e], item)
+            lo, hi = 0, m  # the first candidate key above this entry's
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if sk[mid] <= key:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            below[lo] += 1
+        ahead = 0
+        for p in range(m):
+            ahead += below[p]
+            rank_out[slot[order[p]]] = ahead
+
+
+@numba.njit(nogil=True, cache=False)
+def ranks_in_rows(top, cand_ptr, cand_items, scratch, missing, out):
+    """out[c] = the position of cand_items[c] in its row r of `top` ([n, depth] items,
+    -1 padding), else `missing`. `scratch`: int64 [vocab], all -1 (left so)."""
+    n, depth = top.shape
+    for r in range(n):
+        for j in range(depth):
+            if top[r, j] >= 0:
+                scratch[top[r, j]] = j
+        for c in range(cand_ptr[r], cand_ptr[r + 1]):
+            p = scratch[cand_items[c]]
+            out[c] = p if p >= 0 else missing
+        for j in range(depth):
+            if top[r, j] >= 0:
+                scratch[top[r, j]] = -1
+
+
+def row_ptr(rows: np.ndarray, n: int) -> np.ndarray:
+    """[n + 1] offsets of each row's run in sorted `rows`."""
+    return np.searchsorted(rows, np.arange(n + 1))
