@@ -24,7 +24,7 @@ from nightshelf.tracking import SASREC_TAG, setup_mlflow
 from training import lists, ranker
 from training.candidate_set import NUMERIC, CandidateSet
 from training.candidates import generate
-from training.model import item_vocabulary
+from training.model import SASRec, item_vocabulary
 from training.steps import Steps
 
 ListMaker = Callable[..., tuple[np.ndarray, np.ndarray]]
@@ -121,24 +121,34 @@ def load_models(cfg: Config, rankers: tuple[tuple[str, str, str], ...],
 
 def sasrec_scorer(model, vocab: np.ndarray, max_len: int,
                   batch_size: int) -> Callable[[Steps], np.ndarray]:
-    """steps -> [n, len(vocab)] logits from an exported (strings-in) scoring model."""
+    """steps -> [n, len(vocab)] logits from an exported (strings-in) scoring model.
+
+    The model's own layers run on its own indices: each of tonight's vocabulary indices is
+    mapped once to the index the model's `StringLookup` gives that id (padding 0, unknown
+    1), so no batch is turned into strings and back. The forward pass is compiled with XLA
+    for one shape, [batch_size, max_len] (a shorter batch is padded), once per process."""
+    import tensorflow as tf
+
     own = [str(v) for v in item_vocabulary(model)]
     ids = np.asarray(vocab, dtype=str)
     pos = {v: i for i, v in enumerate(own)}
+    to_model = np.array([pos.get(v, 1) for v in ids], dtype=np.int32)  # "" -> 0, unknown 1
+    to_model[0] = 0
     cols = np.array([pos.get(v, -1) for v in ids])
     same = own == list(ids)
     unseen = cols < 0
-
-    import tensorflow as tf
-
-    logits = tf.function(lambda x: model(x, training=False), input_signature=[
-        tf.TensorSpec((None, max_len), tf.string)])  # one trace, whatever the batch size
+    sasrec = next(layer for layer in model.layers if isinstance(layer, SASRec))
+    logits = tf.function(lambda x: sasrec(x, training=False, last_only=True), jit_compile=True,
+                         input_signature=[tf.TensorSpec((batch_size, max_len), tf.int32)])
 
     def score(steps: Steps) -> np.ndarray:
         out = []
         for start in range(0, len(steps), batch_size):
-            x = ids[steps.slice(start, start + batch_size).padded(max_len)]
-            s = np.asarray(logits(x), dtype=np.float32)
+            x = to_model[steps.slice(start, start + batch_size).padded(max_len)]
+            rows = len(x)
+            if rows < batch_size:
+                x = np.concatenate([x, np.zeros((batch_size - rows, max_len), np.int32)])
+            s = np.asarray(logits(x), dtype=np.float32)[:rows]
             if not same:
                 s, raw = s[:, np.maximum(cols, 0)], s
                 if unseen.any():
@@ -169,7 +179,12 @@ class ItemCachedScorer:
 
 
 class _MemberScorer:
-    """One DCN split at x0 (see `ItemCachedScorer`)."""
+    """One DCN split at x0 (see `ItemCachedScorer`): per candidate, the numeric encoder, the
+    item parts gathered from their per-item tables, x0 and the cross and deep layers run as
+    one XLA-compiled function over chunks of `CHUNK` candidates (the last one padded), so
+    it is compiled once per process and catalog size."""
+
+    CHUNK = 8_192
 
     def __init__(self, model: keras.Model):
         import tensorflow as tf
@@ -180,36 +195,49 @@ class _MemberScorer:
         head = keras.Model(x0.output, model.output)
         numeric = keras.Model(model.input["numeric"],
                               [t for t in x0.input if _depends_on(t, "numeric")])
-        # one trace each, whatever the number of candidates in a batch
-        self.head = tf.function(lambda x: head(x, training=False), input_signature=[
-            tf.TensorSpec((None, int(x0.output.shape[-1])), tf.float32)])
         self.width = int(model.input["numeric"].shape[-1])  # its numeric features
-        self.numeric = tf.function(lambda x: numeric(x, training=False), input_signature=[
-            tf.TensorSpec((None, self.width), tf.float32)])
+
+        def logits(values, items, tables):
+            encoded = numeric(values, training=False)
+            encoded = iter(encoded if isinstance(encoded, (list, tuple)) else [encoded])
+            tables = iter(tables)
+            x = tf.concat([next(encoded) if num else tf.gather(next(tables), items)
+                           for num in self.numeric_slots], axis=1)
+            return tf.reshape(head(x, training=False), [-1])
+
+        self.logits = tf.function(logits, jit_compile=True, reduce_retracing=True)
         self._ctx, self._items = None, None
 
-    def _item_parts(self, ctx) -> list[np.ndarray | None]:
+    def _item_parts(self, ctx) -> tuple:
         if self._ctx is not ctx:
+            import tensorflow as tf
+
             n = ctx.size
             outs = self.parts.predict_on_batch({
                 "numeric": np.zeros((n, self.width), np.float32),
                 "category": ctx.category.astype(str)[:, None],
                 "brand": ctx.brand.astype(str)[:, None],
                 "title": ctx.title.astype(str)[:, None]})
-            self._items = [None if num else np.asarray(o, np.float32)
-                           for o, num in zip(outs, self.numeric_slots)]
+            self._items = tuple(tf.constant(np.asarray(o, np.float32))
+                                for o, num in zip(outs, self.numeric_slots) if not num)
             self._ctx = ctx
         return self._items
 
     def __call__(self, ctx, cands: CandidateSet) -> np.ndarray:
         if not len(cands):
             return np.zeros(0, np.float32)
-        items = self._item_parts(ctx)
-        numeric = self.numeric(cands.numeric)
-        numeric = iter(numeric if isinstance(numeric, (list, tuple)) else [numeric])
-        x0 = np.concatenate([np.asarray(next(numeric), np.float32) if part is None
-                             else part[cands.items] for part in items], axis=1)
-        return np.asarray(self.head(x0), np.float32).reshape(-1)
+        tables = self._item_parts(ctx)
+        out = np.empty(len(cands), np.float32)
+        for start in range(0, len(cands), self.CHUNK):
+            values = cands.numeric[start:start + self.CHUNK]
+            items = cands.items[start:start + self.CHUNK].astype(np.int32)
+            rows = len(items)
+            if rows < self.CHUNK:
+                values = np.concatenate([values, np.zeros((self.CHUNK - rows, self.width),
+                                                          np.float32)])
+                items = np.concatenate([items, np.zeros(self.CHUNK - rows, np.int32)])
+            out[start:start + rows] = np.asarray(self.logits(values, items, tables))[:rows]
+        return out
 
 
 def _depends_on(tensor, input_name: str) -> bool:
