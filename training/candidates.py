@@ -33,7 +33,13 @@ from scipy import sparse
 from training.baselines import recent_scores
 from training.candidate_set import NUMERIC, CandidateSet
 from training.context import ItemContext
-from training.rowwise import ranks_in_rows, row_ptr, source_features, source_top
+from training.rowwise import (
+    ranks_in_rows,
+    row_ptr,
+    source_features,
+    source_top,
+    unique_pairs,
+)
 from training.steps import (
     OOV,
     PURCHASE_CODE,
@@ -217,8 +223,7 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
                          choose("repeat", ui_rows[ok], ui_items[ok], decayed[ok]))
     repeat_depth = np.bincount(ui_rows[ok], minlength=n)
 
-    keys = np.unique(np.concatenate(chosen_rows) * size + np.concatenate(chosen_items))
-    cr, ci = keys // size, keys % size
+    cr, ci = unique_pairs(np.concatenate(chosen_rows), np.concatenate(chosen_items), n, size)
     cand_ptr = row_ptr(cr, n)
     scratch = np.full(size, -1, np.int64)
 

@@ -11,7 +11,8 @@ entries are read where they lie (a CSR row, a row of SASRec's top items):
 - `source_features`: for each candidate, its score in the row (0 where the row has none)
   and its exact rank among the row's allowed entries (-1 where it is not one), by counting
   the entries above each candidate's key, with no sort of the row;
-- `ranks_in_rows`: a candidate's position in its row of an ordered [n, depth] list.
+- `ranks_in_rows`: a candidate's position in its row of an ordered [n, depth] list;
+- `unique_pairs`: the union of the sources' candidates, sorted by user, then item.
 
 Orders are those of `training.steps.grouped_rank`: a float32 score and the item as one
 uint64 key (`training.topk.sort_key` of its bits), so results equal the NumPy ranking's
@@ -144,6 +145,44 @@ def ranks_in_rows(top, cand_ptr, cand_items, scratch, missing, out):
         for j in range(depth):
             if top[r, j] >= 0:
                 scratch[top[r, j]] = -1
+
+
+@numba.njit(nogil=True, cache=False)
+def _unique_pairs(rows, items, n, seen):
+    start = np.zeros(n + 1, np.int64)
+    for r in rows:
+        start[r + 1] += 1
+    for r in range(n):
+        start[r + 1] += start[r]
+    fill = start[:-1].copy()
+    bucket = np.empty(len(rows), np.int64)
+    for e in range(len(rows)):
+        bucket[fill[rows[e]]] = items[e]
+        fill[rows[e]] += 1
+    out_rows = np.empty(len(rows), np.int64)
+    out_items = np.empty(len(rows), np.int64)
+    m = 0
+    for r in range(n):
+        first = m
+        for e in range(start[r], start[r + 1]):
+            item = bucket[e]
+            if not seen[item]:
+                seen[item] = True
+                out_items[m] = item
+                m += 1
+        out_items[first:m] = np.sort(out_items[first:m])
+        for e in range(first, m):
+            out_rows[e] = r
+            seen[out_items[e]] = False
+    return out_rows[:m], out_items[:m]
+
+
+def unique_pairs(rows: np.ndarray, items: np.ndarray, n: int,
+                 size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (row, item) pairs, sorted by row then item (what `np.unique` of
+    row * size + item gives), by a counting sort of the rows and a small sort per row."""
+    return _unique_pairs(np.asarray(rows, np.int64), np.asarray(items, np.int64), n,
+                         np.zeros(size, np.bool_))
 
 
 def row_ptr(rows: np.ndarray, n: int) -> np.ndarray:

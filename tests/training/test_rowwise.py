@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from training.rowwise import ranks_in_rows, row_ptr, source_features, source_top
+from training.rowwise import ranks_in_rows, row_ptr, source_features, source_top, unique_pairs
 from training.steps import contains, grouped_rank
 
 
@@ -62,3 +62,13 @@ def test_ranks_in_rows_are_positions_in_each_row():
     ranks_in_rows(top, row_ptr(cr, 2), ci, scratch, 99, out)
     np.testing.assert_array_equal(out, [99, 1, 0, 2, 99])
     assert (scratch == -1).all()
+
+
+def test_unique_pairs_equal_numpy_unique_of_row_item_keys():
+    rng = np.random.default_rng(5)
+    rows, items = rng.integers(0, 30, 2000), rng.integers(0, 50, 2000)
+    keys = np.unique(rows * 50 + items)
+    r, i = unique_pairs(rows, items, 31, 50)
+    np.testing.assert_array_equal(r, keys // 50)
+    np.testing.assert_array_equal(i, keys % 50)
+    assert unique_pairs(rows[:0], items[:0], 3, 50)[0].shape == (0,)
