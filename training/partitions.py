@@ -105,10 +105,15 @@ def score(job: Job, record_batches) -> Iterator:
     st = state(job)
     (kind, maker), = st.makers.items()
     (_, _, version), = job.rankers or ((None, None, f"baseline:{kind}"),)
+    users, busy = 0, 0.0
     for _, steps in _batches(job, record_batches):
         for batch in steps.batches(job.cfg.scoring.batch_size):
-            yield from recommendations(job.cfg, st.ctx, batch, maker, kind, version,
-                                       job.run_id).to_batches()
+            t0 = time.monotonic()
+            out = recommendations(job.cfg, st.ctx, batch, maker, kind, version, job.run_id)
+            users, busy = users + len(batch), busy + time.monotonic() - t0
+            yield from out.to_batches()
+    log.warning("worker %d: scored %d users in %.1fs (%.0f users/s)", os.getpid(), users,
+                busy, users / max(busy, 1e-9))
 
 
 def evaluate(job: Job, record_batches) -> Iterator:
