@@ -12,6 +12,7 @@ peak RSS; for scoring also scores per second, the served models' FLOPs per score
 machine's measured float32 matmul rate.
 
     python bench/scale.py --tiers S M --out bench/results/scale.json [--root /tmp/scale]
+    python bench/scale.py --tiers L --again score   # one task again, on a tier whose night ran
 """
 
 from __future__ import annotations
