@@ -144,14 +144,20 @@ def airflow_env(cfg: Config) -> dict[str, str]:
     return env
 
 
-def cmd_night(cfg: Config, a) -> None:
-    """Run the whole DAG for one logical date in-process (`airflow dags test`)."""
+def _embedded_airflow(cfg: Config) -> tuple[Path, dict[str, str]]:
+    """(the airflow command, its environment) on this home's database, migrated."""
     env = airflow_env(cfg)
     airflow = Path(env["NIGHTSHELF_AIRFLOW_VENV"]) / "bin" / "airflow"
     if not airflow.exists():
         sys.exit(f"no Airflow at {airflow}: run `make install` (or set NIGHTSHELF_AIRFLOW_VENV)")
     subprocess.run([str(airflow), "db", "migrate"], check=True, env=env,
                    stdout=subprocess.DEVNULL)
+    return airflow, env
+
+
+def cmd_night(cfg: Config, a) -> None:
+    """Run the whole DAG for one logical date in-process (`airflow dags test`)."""
+    airflow, env = _embedded_airflow(cfg)
     proc = subprocess.run([str(airflow), "dags", "test", DAG_ID, a.ds], env=env)
     if proc.returncode != 0 or not lake.manifest(cfg, a.ds).exists():
         sys.exit(f"night {a.ds} failed (airflow exit {proc.returncode}): "
@@ -162,12 +168,7 @@ def cmd_night(cfg: Config, a) -> None:
 def cmd_task(cfg: Config, a) -> None:
     """One task of the night again, in-process (`airflow tasks test`): what it reads must
     be there from an earlier run of the night; it overwrites only its own output."""
-    env = airflow_env(cfg)
-    airflow = Path(env["NIGHTSHELF_AIRFLOW_VENV"]) / "bin" / "airflow"
-    if not airflow.exists():
-        sys.exit(f"no Airflow at {airflow}: run `make install` (or set NIGHTSHELF_AIRFLOW_VENV)")
-    subprocess.run([str(airflow), "db", "migrate"], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    airflow, env = _embedded_airflow(cfg)
     proc = subprocess.run([str(airflow), "tasks", "test", DAG_ID, a.task, a.ds], env=env)
     if proc.returncode != 0:
         sys.exit(f"task {a.task} of night {a.ds} failed (airflow exit {proc.returncode})")

@@ -25,25 +25,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from training.topk import sort_key
-
-
-@numba.njit(nogil=True, cache=False)
-def _masked(cols, start, stop, item):
-    lo, hi = start, stop
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if cols[mid] < item:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo < stop and cols[lo] == item
+from training.topk import in_sorted, sort_key
 
 
 @numba.njit(nogil=True, cache=False)
 def _allowed(item, score, never, mask_ptr, mask_cols, r):
     return (score > 0 and not never[item]
-            and not _masked(mask_cols, mask_ptr[r], mask_ptr[r + 1], item))
+            and not in_sorted(mask_cols, mask_ptr[r], mask_ptr[r + 1], item))
 
 
 @numba.njit(nogil=True, cache=False)

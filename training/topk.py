@@ -37,7 +37,7 @@ def sort_key(bits, col):
 
 
 @numba.njit(nogil=True, cache=False)
-def _is_masked(cols, start, stop, col):
+def in_sorted(cols, start, stop, col):
     """col in cols[start:stop] (sorted): a binary search."""
     lo, hi = start, stop
     while lo < hi:
@@ -72,7 +72,7 @@ def _select(scores, bits, thresholds, relative, never, mask_ptr, mask_cols, rows
         for j in range(v):
             x = scores[r, j] - top if relative else scores[r, j]
             if x >= threshold:
-                if never[j] or (b > a and _is_masked(mask_cols, a, b, j)):
+                if never[j] or (b > a and in_sorted(mask_cols, a, b, j)):
                     continue
                 if c < cap:
                     if relative:
