@@ -16,11 +16,13 @@ popularity, age and price, the user's activity and taste for the item's category
 and the item's category, brand and title, which the ranker embeds itself.
 
 Everything is computed on (user, item) pairs that exist, never on a users x catalog array:
-the one [batch, catalog] array is SASRec's logits for the batch (masked in place), cut to its top
-`RANK_DEPTH` at once. Ranks deeper than that (or, for the sparse sources, past a user's
-last scored item) are capped there. The same code builds the ranker's training rows (as of
-a label window's start), the holdout evaluation (as of the split) and the night's lists (as
-of the cutoff), so training, evaluation and serving cannot disagree on a feature.
+the one [batch, catalog] array is SASRec's logits for the batch, cut in one compiled pass per
+user to the keys of its best allowed items (`training.topk.top_keys`, at least `RANK_DEPTH`),
+from which come SASRec's candidates and each candidate's exact rank. Ranks deeper than that
+(or, for the sparse sources, past a user's last scored item) are capped there. The same code
+builds the ranker's training rows (as of a label window's start), the holdout evaluation (as
+of the split) and the night's lists (as of the cutoff), so training, evaluation and serving
+cannot disagree on a feature.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from training.baselines import recent_scores
 from training.candidate_set import NUMERIC, CandidateSet
 from training.context import ItemContext
 from training.rowwise import (
-    ranks_in_rows,
     row_ptr,
     source_features,
     source_top,
@@ -50,7 +51,7 @@ from training.steps import (
     lookup,
     type_weights,
 )
-from training.topk import masked_top
+from training.topk import first_columns, key_ranks, top_keys
 
 REPEAT_HALF_LIFE_DAYS = 3.0
 MAX_DAYS = 60.0
@@ -176,15 +177,16 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
         chosen_rows.append(np.repeat(np.arange(n), best.shape[1])[ok.ravel()])
         chosen_items.append(best[ok])
 
-    # sasrec: the batch's logits, cut to each user's top RANK_DEPTH allowed items in one
-    # compiled pass per row (`masked_top`); scores relative to the row's maximum
+    # sasrec: the batch's logits, cut to each user's best allowed items (at least
+    # RANK_DEPTH, unsorted) in one compiled pass per row; scores relative to the row's
+    # maximum; its candidates are the best of those
     if sasrec is not None and n:
         logits = np.asarray(sasrec(steps), np.float32)
-        sasrec_top, _, row_max = masked_top(logits, min(RANK_DEPTH, size), never,
-                                            (mask_ptr, mask_items), relative=True)
-        take("sasrec", sasrec_top)  # ranks are exact: masked items never count
+        sasrec_keys, sasrec_counts, row_max = top_keys(
+            logits, min(RANK_DEPTH, size), never, (mask_ptr, mask_items), relative=True)
+        take("sasrec", first_columns(sasrec_keys, sasrec_counts, sizes.get("sasrec", 0)))
     else:
-        logits, row_max, sasrec_top = None, None, None
+        logits, row_max, sasrec_keys = None, None, None
 
     rr, ri = recent_items(steps, COVISIT_RECENT)
 
@@ -237,8 +239,9 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
     covisit_score, covisit_rank = source_values(covisit)
     text_score, text_rank = source_values(text)
     sasrec_rank = np.zeros(len(ci), np.int64)
-    if sasrec_top is not None:
-        ranks_in_rows(sasrec_top, cand_ptr, ci, scratch, RANK_DEPTH, sasrec_rank)
+    if sasrec_keys is not None:  # exact, as every candidate is an allowed item
+        key_ranks(sasrec_keys, sasrec_counts, logits, row_max, True, cand_ptr, ci, RANK_DEPTH,
+                  sasrec_rank)
     own = _Pairs(size, ui_rows, ui_items, np.arange(len(ui_keys)))
     at = own.get(cr, ci, -1)
     mine = at >= 0

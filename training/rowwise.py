@@ -11,7 +11,6 @@ entries are read where they lie (a CSR row, a row of SASRec's top items):
 - `source_features`: for each candidate, its score in the row (0 where the row has none)
   and its exact rank among the row's allowed entries (-1 where it is not one), by counting
   the entries above each candidate's key, with no sort of the row;
-- `ranks_in_rows`: a candidate's position in its row of an ordered [n, depth] list;
 - `unique_pairs`: the union of the sources' candidates, sorted by user, then item.
 
 Orders are those of `training.steps.grouped_rank`: a float32 score and the item as one
@@ -116,23 +115,6 @@ def source_features(indptr, indices, data, bits, never, mask_ptr, mask_cols, can
         for p in range(m):
             ahead += below[p]
             rank_out[slot[order[p]]] = ahead
-
-
-@numba.njit(nogil=True, cache=False)
-def ranks_in_rows(top, cand_ptr, cand_items, scratch, missing, out):
-    """out[c] = the position of cand_items[c] in its row r of `top` ([n, depth] items,
-    -1 padding), else `missing`. `scratch`: int64 [vocab], all -1 (left so)."""
-    n, depth = top.shape
-    for r in range(n):
-        for j in range(depth):
-            if top[r, j] >= 0:
-                scratch[top[r, j]] = j
-        for c in range(cand_ptr[r], cand_ptr[r + 1]):
-            p = scratch[cand_items[c]]
-            out[c] = p if p >= 0 else missing
-        for j in range(depth):
-            if top[r, j] >= 0:
-                scratch[top[r, j]] = -1
 
 
 @numba.njit(nogil=True, cache=False)

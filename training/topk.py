@@ -50,47 +50,203 @@ def in_sorted(cols, start, stop, col):
 
 
 @numba.njit(nogil=True, cache=False)
-def _select(scores, bits, thresholds, relative, never, mask_ptr, mask_cols, rows, keys, counts,
-            maxes):
-    """For each row r = rows[i]: keys[i, :counts[i]] (unsorted) of its allowed entries at
-    or above thresholds[i], and the row's maximum. With `relative`, entries are ranked by
-    their score less the row's maximum (as float32 rounds it, so scores that round to the
-    same value tie). counts[i] > keys.shape[1] means the buffer was too small for the row
-    (the keys past it are not written)."""
-    v = scores.shape[1]
-    cap = keys.shape[1]
+def _row_max(row):
+    """The row's maximum, over eight running maxima (no chain of dependent compares)."""
+    v = len(row)
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(-np.inf)
+    j = 0
+    while j + 8 <= v:
+        a0, a1 = max(a0, row[j]), max(a1, row[j + 1])
+        a2, a3 = max(a2, row[j + 2]), max(a3, row[j + 3])
+        a4, a5 = max(a4, row[j + 4]), max(a5, row[j + 5])
+        a6, a7 = max(a6, row[j + 6]), max(a7, row[j + 7])
+        j += 8
+    while j < v:
+        a0 = max(a0, row[j])
+        j += 1
+    return max(max(max(a0, a1), max(a2, a3)), max(max(a4, a5), max(a6, a7)))
+
+
+@numba.njit(nogil=True, cache=False)
+def _kth_largest(sample, want, buf):
+    """The want-th largest value of `sample` (want <= len(sample)), through a sorted buffer
+    of the largest seen so far: most values are turned away by one compare."""
+    filled = 0
+    for x in sample:
+        if filled == want and x <= buf[want - 1]:
+            continue
+        j = filled if filled < want else want - 1
+        while j > 0 and buf[j - 1] < x:
+            buf[j] = buf[j - 1]
+            j -= 1
+        buf[j] = x
+        if filled < want:
+            filled += 1
+    return buf[want - 1]
+
+
+@numba.njit(nogil=True, cache=False)
+def _collect(row, bits, threshold, top, relative, never, mask_cols, a, b, keys):
+    """Keys of the row's allowed entries at or above `threshold` into `keys` (as many as
+    fit); how many there are."""
+    cap = len(keys)
     shifted = np.empty(1, np.float32)
     shifted_bits = shifted.view(np.uint32)
-    for i in range(len(rows)):
-        r = rows[i]
-        top = np.float32(-np.inf)
-        for j in range(v):
-            top = max(top, scores[r, j])
-        threshold = thresholds[i] - top if relative else thresholds[i]
+    c = 0
+    for j in range(len(row)):
+        x = row[j] - top if relative else row[j]
+        if x >= threshold:
+            if never[j] or (b > a and in_sorted(mask_cols, a, b, j)):
+                continue
+            if c < cap:
+                if relative:
+                    shifted[0] = x
+                    keys[c] = sort_key(shifted_bits[0], j)
+                else:
+                    keys[c] = sort_key(bits[j], j)
+            c += 1
+    return c
+
+
+@numba.njit(nogil=True, cache=False)
+def _top_keys(scores, bits, depth, every, m, relative, never, mask_ptr, mask_cols, keys,
+              counts, maxes):
+    """Per row r: keys[r, :counts[r]] (unsorted) hold the keys of its best allowed entries,
+    at least its best `depth` (all of them when it has fewer), and nothing better is left
+    out; maxes[r] = its maximum. See `top_keys`."""
+    n, v = scores.shape
+    cap = keys.shape[1]
+    width = (v + every - 1) // every
+    sample = np.empty(width, np.float32)
+    buf = np.empty(width, np.float32)
+    for r in range(n):
+        row, row_bits, out = scores[r], bits[r], keys[r]
+        peak = _row_max(row)
         a, b = mask_ptr[r], mask_ptr[r + 1]
-        c = 0
-        for j in range(v):
-            x = scores[r, j] - top if relative else scores[r, j]
-            if x >= threshold:
-                if never[j] or (b > a and in_sorted(mask_cols, a, b, j)):
-                    continue
-                if c < cap:
-                    if relative:
-                        shifted[0] = x
-                        keys[i, c] = sort_key(shifted_bits[0], j)
-                    else:
-                        keys[i, c] = sort_key(bits[r, j], j)
-                c += 1
-        counts[i] = c
-        maxes[i] = top
+        want = m
+        while True:
+            if want >= width:
+                threshold = np.float32(-np.inf)
+            else:  # the sample's want-th largest: about depth * 1.5 entries reach it
+                for t in range(width):
+                    sample[t] = row[t * every]
+                threshold = _kth_largest(sample, want, buf)
+                if relative:
+                    threshold = threshold - peak
+            c = _collect(row, row_bits, threshold, peak, relative, never, mask_cols, a, b,
+                         out)
+            if c >= depth or want >= width:
+                break
+            want *= 2  # too few allowed entries reached it: a lower one
+        if c > cap:  # many ties at the threshold: all of them, and the best `cap` kept
+            wide = np.empty(c, np.uint64)
+            _collect(row, row_bits, threshold, peak, relative, never, mask_cols, a, b, wide)
+            out[:] = np.sort(wide)[:cap]
+            c = cap
+        counts[r] = c
+        maxes[r] = peak
 
 
-def _thresholds(sample: np.ndarray, m: int) -> np.ndarray:
-    """Each row's m-th largest sampled score (-inf when m covers the whole sample)."""
-    width = sample.shape[1]
-    if m >= width:
-        return np.full(len(sample), -np.inf, np.float32)
-    return np.partition(sample, width - m, axis=1)[:, width - m]
+def top_keys(scores: np.ndarray, depth: int, never: np.ndarray | None = None,
+             masked: tuple[np.ndarray, np.ndarray] | None = None, sample_every: int = 16,
+             relative: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(keys [n, w] uint64, counts [n], row max [n]) of a float32 [n, v] array: row r's
+    keys[:counts[r]] (unsorted) are the `sort_key`s of its best allowed columns, at least
+    its best `depth` (or all it has), and every allowed column better than one of them is
+    among them, so a key's rank in the row is the number of those keys below it.
+
+    The threshold comes from a partial selection of a strided sample (about 1.5 x depth
+    entries reach it; a row where fewer allowed ones do takes a lower one, down to the
+    whole row), and one pass over the row keeps the allowed entries at or above it."""
+    scores = np.ascontiguousarray(scores, np.float32)
+    n, v = scores.shape
+    depth = max(0, min(depth, v))
+    if never is None:
+        never = np.zeros(v, np.bool_)
+    ptr, cols = masked if masked is not None else (np.zeros(n + 1, np.int64),
+                                                   np.zeros(0, np.int64))
+    keys = np.empty((n, min(v, 2 * depth + 64)), np.uint64)
+    counts, maxes = np.zeros(n, np.int64), np.full(n, -np.inf, np.float32)
+    if n and v:
+        every = max(1, int(sample_every))
+        _top_keys(scores, scores.view(np.uint32), depth, every,
+                  int(np.ceil(1.5 * depth / every)) + 1, bool(relative),
+                  np.ascontiguousarray(never, np.bool_), np.asarray(ptr, np.int64),
+                  np.asarray(cols, np.int64), keys, counts, maxes)
+    return keys, counts, maxes
+
+
+@numba.njit(nogil=True, cache=False)
+def _first_keys(keys, counts, k, top):
+    """top[r, :] = the columns of row r's k smallest keys, smallest first (-1 past them),
+    through a sorted buffer (for small k)."""
+    best = np.empty(max(k, 1), np.uint64)
+    for r in range(len(counts)):
+        kept = 0
+        for e in range(counts[r]):
+            key = keys[r, e]
+            if kept == k and key >= best[k - 1]:
+                continue
+            j = kept if kept < k else k - 1
+            while j > 0 and best[j - 1] > key:
+                best[j] = best[j - 1]
+                j -= 1
+            best[j] = key
+            if kept < k:
+                kept += 1
+        for j in range(kept):
+            top[r, j] = np.int64(best[j] & np.uint64(0xFFFFFFFF))
+
+
+def first_columns(keys: np.ndarray, counts: np.ndarray, k: int) -> np.ndarray:
+    """[n, k] columns of each row's k best keys (`top_keys`), best first, -1 padded."""
+    n = len(counts)
+    top = np.full((n, k), -1, np.int64)
+    if not n or not k:
+        return top
+    if k <= 128:
+        _first_keys(keys, counts, k, top)
+        return top
+    width = int(counts.max(initial=0))
+    pad = np.full((n, max(width, k)), _NONE, np.uint64)
+    pad[:, :width] = keys[:, :width]
+    pad[np.arange(pad.shape[1])[None, :] >= counts[:, None]] = _NONE
+    pad.sort(axis=1)
+    best = (pad[:, :k] & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    filled = np.arange(k)[None, :] < np.minimum(counts, k)[:, None]
+    top[filled] = best[filled]
+    return top
+
+
+@numba.njit(nogil=True, cache=False)
+def key_ranks(keys, counts, scores, maxes, relative, cand_ptr, cand_cols, missing, out):
+    """out[c] = the rank in row r of column cand_cols[c] (c in cand_ptr[r]:cand_ptr[r + 1]):
+    how many of the row's keys (`top_keys`) are below its key, `missing` from `missing` on
+    or when it is not among them. Candidates must be allowed columns of their row. (A
+    count over the row's keys per candidate that is among them, a loop the compiler
+    vectorises; a candidate past the row's last key is not counted at all.)"""
+    shifted = np.empty(1, np.float32)
+    shifted_bits = shifted.view(np.uint32)
+    plain_bits = scores.view(np.uint32)
+    for r in range(len(counts)):
+        row = keys[r, :counts[r]]
+        last = np.uint64(0)
+        for e in range(len(row)):
+            last = max(last, row[e])
+        for c in range(cand_ptr[r], cand_ptr[r + 1]):
+            col = cand_cols[c]
+            if relative:
+                shifted[0] = scores[r, col] - maxes[r]
+                key = sort_key(shifted_bits[0], col)
+            else:
+                key = sort_key(plain_bits[r, col], col)
+            if key > last:
+                out[c] = missing
+                continue
+            ahead = 0
+            for e in range(len(row)):
+                ahead += row[e] < key
+            out[c] = ahead if ahead < missing and ahead < len(row) else missing
 
 
 def masked_top(scores: np.ndarray, k: int, never: np.ndarray | None = None,
@@ -105,52 +261,7 @@ def masked_top(scores: np.ndarray, k: int, never: np.ndarray | None = None,
     `cols[ptr[r]:ptr[r + 1]]` (sorted) in row r. With `relative`, columns are ranked by
     their score less the row's maximum, in float32 (what ranking `scores - row max` gives:
     values that round together tie, ties by lower column)."""
-    scores = np.ascontiguousarray(scores, np.float32)
-    n, v = scores.shape
+    n, v = np.shape(scores)
     k = max(0, min(k, v))
-    if never is None:
-        never = np.zeros(v, np.bool_)
-    ptr, cols = masked if masked is not None else (np.zeros(n + 1, np.int64),
-                                                   np.zeros(0, np.int64))
-    top = np.full((n, k), -1, np.int64)
-    if not n or not k:
-        return top, np.zeros(n, np.int64), (scores.max(axis=1) if v else
-                                            np.full(n, -np.inf, np.float32))
-    args = (scores, scores.view(np.uint32))
-    relative = bool(relative)
-    masks = (np.ascontiguousarray(never, np.bool_), np.asarray(ptr, np.int64),
-             np.asarray(cols, np.int64))
-    every = max(1, int(sample_every))
-    sample = scores[:, ::every]
-    m = min(sample.shape[1], int(np.ceil(1.5 * k / every)) + 1)
-    thr = _thresholds(sample, m)
-    keys = np.empty((n, min(v, 2 * k + 64)), np.uint64)
-    counts = np.empty(n, np.int64)
-    maxes = np.empty(n, np.float32)
-    _select(*args, thr, relative, *masks, np.arange(n, dtype=np.int64), keys, counts, maxes)
-    short = np.nonzero(counts < k)[0]
-    while len(short) and m < sample.shape[1]:  # too few allowed reached it: a lower one
-        m *= 2
-        thr[short] = _thresholds(sample[short], m)
-        part, c = np.empty((len(short), keys.shape[1]), np.uint64), np.empty(len(short), np.int64)
-        _select(*args, thr[short], relative, *masks, short, part, c,
-                np.empty(len(short), np.float32))
-        keys[short], counts[short] = part, c
-        short = short[c < k]
-    over = np.nonzero(counts > keys.shape[1])[0]
-    if len(over):  # many ties at the threshold: those rows again, with room for all
-        wide = np.empty((len(over), int(counts[over].max())), np.uint64)
-        _select(*args, thr[over], relative, *masks, over, wide, np.empty(len(over), np.int64),
-                np.empty(len(over), np.float32))
-    width = int(counts.max())
-    sort = np.full((n, max(width, k)), _NONE, np.uint64)
-    sort[:, :min(width, keys.shape[1])] = keys[:, :width]
-    if len(over):
-        sort[over, :wide.shape[1]] = wide
-    sort[np.arange(sort.shape[1])[None, :] >= counts[:, None]] = _NONE  # unused slots
-    sort.sort(axis=1)
-    got = np.minimum(counts, k)
-    best = (sort[:, :k] & np.uint64(0xFFFFFFFF)).astype(np.int64)
-    filled = np.arange(k)[None, :] < got[:, None]
-    top[filled] = best[filled]
-    return top, got, maxes
+    keys, counts, maxes = top_keys(scores, k, never, masked, sample_every, relative)
+    return first_columns(keys, counts, k), np.minimum(counts, k), maxes

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from training.rowwise import row_ptr
 from training.steps import contains, descending, grouped_rank, top_columns
-from training.topk import masked_top
+from training.topk import first_columns, key_ranks, masked_top, top_keys
 
 SPECIAL = np.array([0.0, -0.0, 1.5, -1.5, -1e9, 3.25, 1e-40, -1e-40, np.inf, -np.inf],
                    np.float32)
@@ -98,3 +99,43 @@ def test_masked_top_pads_when_every_row_has_fewer_allowed_columns_than_k():
     top, count, _ = masked_top(scores, 3, never)
     np.testing.assert_array_equal(top, [[0, 1, -1], [1, 0, -1]])
     np.testing.assert_array_equal(count, [2, 2])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_key_ranks_are_positions_in_the_relative_masked_stable_sort(seed):
+    # what the night's SASRec features use: the keys of each row's best allowed columns,
+    # ranked by score less the row's maximum, give every allowed candidate its exact
+    # position in that order (capped at `depth`), and the best of them its candidates
+    rng = np.random.default_rng(seed)
+    n, v, depth = 24, 6000, 300
+    scores = (rng.standard_normal((n, v)) * 3 + 100).astype(np.float32)
+    scores[:6] = np.round(scores[:6] * 4) / 4           # ties, also after the shift
+    scores[6:8] = 0.0                                   # one value: ties all the way
+    never = rng.random(v) < 0.2
+    masked = [np.sort(rng.choice(v, int(rng.integers(0, 30)), replace=False))
+              for _ in range(n)]
+    masked[9] = np.nonzero(~never)[0][7:]               # fewer than depth allowed columns
+    ptr = np.cumsum([0] + [len(m) for m in masked])
+    keys, counts, row_max = top_keys(scores, depth, never, (ptr, np.concatenate(masked)),
+                                     relative=True)
+    np.testing.assert_array_equal(row_max, scores.max(axis=1))
+    order = []
+    for r in range(n):
+        shifted = scores[r] - row_max[r]
+        o = np.argsort(-shifted, kind="stable")
+        order.append(o[~never[o] & ~np.isin(o, masked[r])])
+    assert counts[9] == 7
+    top = first_columns(keys, counts, 40)
+    for r in range(n):
+        np.testing.assert_array_equal(top[r][top[r] >= 0], order[r][:40])
+    cands = [np.sort(rng.choice(order[r], min(len(order[r]), 60), replace=False))
+             for r in range(n)]
+    cands[0] = np.sort(order[0][:60])                   # the very best, ranks 0..59
+    cr = np.repeat(np.arange(n), [len(c) for c in cands])
+    ci = np.concatenate(cands)
+    out = np.empty(len(ci), np.int64)
+    key_ranks(keys, counts, scores, row_max, True, row_ptr(cr, n), ci, depth, out)
+    want = np.concatenate([[min(int(np.nonzero(order[r] == c)[0][0]), depth) for c in cands[r]]
+                           for r in range(n)])
+    np.testing.assert_array_equal(out, want)
+    assert (out < depth).any() and (out == depth).any()

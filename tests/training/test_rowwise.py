@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from training.rowwise import ranks_in_rows, row_ptr, source_features, source_top, unique_pairs
+from training.rowwise import row_ptr, source_features, source_top, unique_pairs
 from training.steps import contains, grouped_rank
 
 
@@ -52,16 +52,6 @@ def test_source_top_and_features_equal_grouped_rank(seed):
     hit = (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == cand)
     np.testing.assert_array_equal(rank, np.where(hit, ranks[np.minimum(pos, len(keys) - 1)],
                                                  -1))
-
-
-def test_ranks_in_rows_are_positions_in_each_row():
-    top = np.array([[4, 2, -1], [0, 1, 2]])
-    cr, ci = np.array([0, 0, 0, 1, 1]), np.array([1, 2, 4, 2, 3])
-    out = np.empty(len(ci), np.int64)
-    scratch = np.full(5, -1, np.int64)
-    ranks_in_rows(top, row_ptr(cr, 2), ci, scratch, 99, out)
-    np.testing.assert_array_equal(out, [99, 1, 0, 2, 99])
-    assert (scratch == -1).all()
 
 
 def test_unique_pairs_equal_numpy_unique_of_row_item_keys():
