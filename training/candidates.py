@@ -36,9 +36,11 @@ from training.baselines import recent_scores
 from training.candidate_set import NUMERIC, CandidateSet
 from training.context import ItemContext
 from training.rowwise import (
+    pick,
     row_ptr,
     source_features,
     source_top,
+    text_dots,
     unique_pairs,
 )
 from training.steps import (
@@ -194,14 +196,14 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
         """A source over an item graph, from the user's recent items: its entries (a CSR
         [n, vocab] of scores) and how many allowed items it ranked per user."""
         g = recent_scores(graph, rr, ri, n)
-        entries = (g.indptr.astype(np.int64), g.indices.astype(np.int64),
-                   g.data.astype(np.float32))
-        entries += (entries[2].view(np.uint32),)
+        entries = (g.indptr, g.indices, g.data.astype(np.float32, copy=False))
         want = sizes.get(source, 0)
         top, depth = np.empty((n, want), np.int64), np.empty(n, np.int64)
-        source_top(*entries, never, mask_ptr, mask_items, want, top, depth)
+        keys = np.empty(len(entries[1]), np.uint64)
+        source_top(*entries, entries[2].view(np.uint32), never, mask_ptr, mask_items, want,
+                   top, depth, keys)
         take(source, top)
-        return entries, depth
+        return entries + (keys,), depth
 
     # co-visitation, and text: the items nearest by title, from the user's recent items
     covisit, covisit_depth = from_recent("covisit", ctx.sim)
@@ -232,8 +234,7 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
     def source_values(entries) -> tuple[np.ndarray, np.ndarray]:
         """(score, rank among the allowed entries or -1) of every candidate in a source."""
         score, rank = np.empty(len(ci), np.float32), np.empty(len(ci), np.int64)
-        source_features(*entries, never, mask_ptr, mask_items, cand_ptr, ci, scratch, score,
-                        rank)
+        source_features(*entries, cand_ptr, ci, scratch, score, rank)
         return score, rank
 
     covisit_score, covisit_rank = source_values(covisit)
@@ -264,8 +265,7 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
         "popularity_log_rank": np.log1p(ctx.pop_rank[ci]),
         "repeat_score": own_value(decayed, 0.0),
         "repeat_log_rank": repeat_rank.get(cr, ci, -1),
-        "covisit_last_item": lookup(ctx.sim_keys, ctx.sim_vals, last_item[cr] * size + ci,
-                                    0.0),
+        "covisit_last_item": pick(ctx.sim, last_item, cand_ptr, ci),
         "user_item_events": np.log1p(own_value(count, 0.0)),
         "user_item_days_since": own_value(since, MAX_DAYS),
         "user_item_bought": own_value(bought, 0.0),
@@ -319,9 +319,8 @@ def text_similarities(ctx: ItemContext, rr: np.ndarray, ri: np.ndarray, last_ite
     recent items' (rr, ri) and to the user's last item's; zeros without text.
 
     User by user over each user's run of candidates (`cr` sorted, as `generate` makes it;
-    sorted here otherwise): one [candidates, dim] x [dim, 2] product per user, so no
-    candidate-sized copy of the users' vectors is made and memory stays one user's
-    candidates x dim whatever the batch."""
+    sorted here otherwise), two dot products per candidate in a compiled loop, so no
+    candidate-sized copy of vectors is made and memory stays [n, dim] whatever the batch."""
     recent, last = np.zeros(len(cr), np.float32), np.zeros(len(cr), np.float32)
     vec = ctx.text_vec
     if vec is None or not len(cr):
@@ -333,16 +332,13 @@ def text_similarities(ctx: ItemContext, rr: np.ndarray, ri: np.ndarray, last_ite
     profile = np.asarray(sparse.csr_matrix((np.ones(len(rr), np.float32), (rr, ri)),
                                            shape=(n, ctx.size)) @ vec, np.float32)
     profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-9)
-    users = np.ascontiguousarray(np.stack([profile, vec[last_item]], axis=2))  # [n, dim, 2]
-    both = np.empty((len(cr), 2), np.float32)
-    bounds = np.searchsorted(cr, np.arange(n + 1))
-    for r in np.nonzero(np.diff(bounds))[0]:
-        s, e = bounds[r], bounds[r + 1]
-        np.matmul(vec[ci[s:e]], users[r], out=both[s:e])
+    both = np.empty((2, len(cr)), np.float32)
+    text_dots(np.ascontiguousarray(vec, np.float32), ci, row_ptr(cr, n), profile,
+              np.ascontiguousarray(vec[last_item]), both[0], both[1])
     if order is not None:
-        recent[order], last[order] = both[:, 0], both[:, 1]
+        recent[order], last[order] = both
     else:
-        recent[:], last[:] = both[:, 0], both[:, 1]
+        recent, last = both
     return recent, last
 
 

@@ -11,6 +11,8 @@ entries are read where they lie (a CSR row, a row of SASRec's top items):
 - `source_features`: for each candidate, its score in the row (0 where the row has none)
   and its exact rank among the row's allowed entries (-1 where it is not one), by counting
   the entries above each candidate's key, with no sort of the row;
+- `pick`: a graph's values at given (row, column) pairs, grouped by row;
+- `text_dots`: two dot products of each candidate's vector with its row's vectors;
 - `unique_pairs`: the union of the sources' candidates, sorted by user, then item.
 
 Orders are those of `training.steps.grouped_rank`: a float32 score and the item as one
@@ -24,7 +26,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from training.topk import in_sorted, sort_key
+from training.topk import _NONE, in_sorted, sort_key
 
 
 @numba.njit(nogil=True, cache=False)
@@ -34,11 +36,14 @@ def _allowed(item, score, never, mask_ptr, mask_cols, r):
 
 
 @numba.njit(nogil=True, cache=False)
-def source_top(indptr, indices, data, bits, never, mask_ptr, mask_cols, size, top, depth):
+def source_top(indptr, indices, data, bits, never, mask_ptr, mask_cols, size, top, depth,
+               keys):
     """top[r, :] = row r's best `size` allowed entries' items, best first (-1 past the
-    row's end); depth[r] = its allowed entries. An entry is allowed when its score is
-    positive and neither `never` nor the row's masked items (mask_cols[mask_ptr[r]:
-    mask_ptr[r + 1]], sorted) hold its item. `bits`: `data` viewed as uint32."""
+    row's end); depth[r] = its allowed entries; keys[e] = entry e's sort key, or the
+    largest uint64 when it is not allowed (what `source_features` reads). An entry is
+    allowed when its score is positive and neither `never` nor the row's masked items
+    (mask_cols[mask_ptr[r]:mask_ptr[r + 1]], sorted) hold its item. `bits`: `data`
+    viewed as uint32."""
     n = len(indptr) - 1
     best = np.empty(max(size, 1), np.uint64)
     for r in range(n):
@@ -47,12 +52,12 @@ def source_top(indptr, indices, data, bits, never, mask_ptr, mask_cols, size, to
         for e in range(indptr[r], indptr[r + 1]):
             item, score = indices[e], data[e]
             if not _allowed(item, score, never, mask_ptr, mask_cols, r):
+                keys[e] = _NONE
                 continue
             count += 1
-            if size == 0:
-                continue
             key = sort_key(bits[e], item)
-            if kept == size and key >= best[size - 1]:
+            keys[e] = key
+            if size == 0 or (kept == size and key >= best[size - 1]):
                 continue
             j = kept if kept < size else size - 1  # insertion into the sorted buffer
             while j > 0 and best[j - 1] > key:
@@ -67,54 +72,73 @@ def source_top(indptr, indices, data, bits, never, mask_ptr, mask_cols, size, to
 
 
 @numba.njit(nogil=True, cache=False)
-def source_features(indptr, indices, data, bits, never, mask_ptr, mask_cols, cand_ptr,
-                    cand_items, scratch, score_out, rank_out):
+def source_features(indptr, indices, data, keys, cand_ptr, cand_items, scratch, score_out,
+                    rank_out):
     """For every candidate c of row r (cand_items[cand_ptr[r]:cand_ptr[r + 1]]): its
     entry's score in row r (0.0 without one) and its rank among the row's allowed entries
-    (as `source_top` orders them; -1 when it is not one). `scratch`: int64 [vocab], all -1
-    (left so)."""
+    (as `source_top` orders them; -1 when it is not one), from the entries' `keys` that
+    `source_top` wrote: a count of the row's keys below each candidate's, a loop the
+    compiler vectorises. `scratch`: int64 [vocab], all -1 (left so)."""
     n = len(indptr) - 1
     for r in range(n):
         a, b = cand_ptr[r], cand_ptr[r + 1]
         if a == b:
             continue
-        for e in range(indptr[r], indptr[r + 1]):
+        lo, hi = indptr[r], indptr[r + 1]
+        for e in range(lo, hi):
             scratch[indices[e]] = e
-        m = 0
-        keys = np.empty(b - a, np.uint64)
-        slot = np.empty(b - a, np.int64)
+        row = keys[lo:hi]
         for c in range(a, b):
             e = scratch[cand_items[c]]
             score_out[c] = data[e] if e >= 0 else np.float32(0.0)
             rank_out[c] = -1
-            if e >= 0 and _allowed(indices[e], data[e], never, mask_ptr, mask_cols, r):
-                keys[m] = sort_key(bits[e], indices[e])
-                slot[m] = c
-                m += 1
-        for e in range(indptr[r], indptr[r + 1]):
+            if e >= 0 and keys[e] != _NONE:
+                key = keys[e]
+                ahead = 0
+                for j in range(len(row)):
+                    ahead += row[j] < key
+                rank_out[c] = ahead
+        for e in range(lo, hi):
             scratch[indices[e]] = -1
-        if m == 0:
-            continue
-        order = np.argsort(keys[:m])
-        sk = keys[:m][order]
-        below = np.zeros(m + 1, np.int64)  # below[p]: allowed entries just under sk[p]
-        for e in range(indptr[r], indptr[r + 1]):
-            item, score = indices[e], data[e]
-            if not _allowed(item, score, never, mask_ptr, mask_cols, r):
-                continue
-            key = sort_key(bits[e], item)
-            lo, hi = 0, m  # the first candidate key above this entry's
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                if sk[mid] <= key:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            below[lo] += 1
-        ahead = 0
-        for p in range(m):
-            ahead += below[p]
-            rank_out[slot[order[p]]] = ahead
+
+
+@numba.njit(nogil=True, cache=False)
+def _pick(indptr, indices, data, rows, ptr, cols, scratch, out):
+    for g in range(len(rows)):
+        a, b = indptr[rows[g]], indptr[rows[g] + 1]
+        for e in range(a, b):
+            scratch[indices[e]] = e
+        for q in range(ptr[g], ptr[g + 1]):
+            e = scratch[cols[q]] if cols[q] >= 0 else -1
+            out[q] = data[e] if e >= 0 else np.float32(0.0)
+        for e in range(a, b):
+            scratch[indices[e]] = -1
+
+
+def pick(graph, rows: np.ndarray, ptr: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """graph[rows[g], cols[q]] for q in ptr[g]:ptr[g + 1] of each group g (0.0 where the
+    graph has no entry, or cols[q] < 0), float32: each group's row spread once over a
+    catalog-sized scratch array, then read per query (no search of the graph's entries)."""
+    out = np.empty(len(cols), np.float32)
+    _pick(graph.indptr, graph.indices, graph.data, np.asarray(rows, np.int64),
+          np.asarray(ptr, np.int64), np.asarray(cols, np.int64),
+          np.full(graph.shape[1], -1, np.int64), out)
+    return out
+
+
+@numba.njit(nogil=True, cache=False, fastmath={"reassoc", "contract"})  # sums in lanes
+def text_dots(vec, cand_items, cand_ptr, first, second, out_first, out_second):
+    """For every candidate c of row r: vec[cand_items[c]] . first[r] and . second[r]."""
+    dim = vec.shape[1]
+    for r in range(len(cand_ptr) - 1):
+        for c in range(cand_ptr[r], cand_ptr[r + 1]):
+            v = vec[cand_items[c]]
+            a = np.float32(0.0)
+            b = np.float32(0.0)
+            for d in range(dim):
+                a += v[d] * first[r, d]
+                b += v[d] * second[r, d]
+            out_first[c], out_second[c] = a, b
 
 
 @numba.njit(nogil=True, cache=False)

@@ -20,7 +20,8 @@ from nightshelf.records import GateRecord
 from training import lists
 from training.context import ItemContext
 from training.gate import POPULARITY, SERVABLE_BASELINES
-from training.steps import OOV, Steps, lookup
+from training.rowwise import pick
+from training.steps import OOV, Steps
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,9 @@ def reasons(ctx: ItemContext, steps: Steps, ranked: np.ndarray, similar: bool):
     n, k = ranked.shape
     rec = np.maximum(ranked, 0)
     own = (ranked[:, :, None] == hist[:, None, :]) & (hist[:, None, :] >= 0)
-    sims = lookup(ctx.sim_keys, ctx.sim_vals,
-                  (rec[:, :, None] * ctx.size + np.maximum(hist, 0)[:, None, :]).ravel(),
-                  0.0).reshape(n, k, hist.shape[1])
+    h = hist.shape[1]  # each listed item's graph row, read at the user's recent items
+    sims = pick(ctx.sim, rec.ravel(), np.arange(n * k + 1) * h,
+                np.repeat(hist, k, axis=0).ravel()).reshape(n, k, h)
     sims = np.where(hist[:, None, :] >= 0, sims, -np.inf)
     best = np.where(own.any(axis=2), own.argmax(axis=2), sims.argmax(axis=2))
     best_sim = np.take_along_axis(sims, best[:, :, None], axis=2)[:, :, 0]

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from training.rowwise import row_ptr, source_features, source_top, unique_pairs
+from training.rowwise import (
+    pick,
+    row_ptr,
+    source_features,
+    source_top,
+    text_dots,
+    unique_pairs,
+)
 from training.steps import contains, grouped_rank
 
 
@@ -30,7 +37,8 @@ def test_source_top_and_features_equal_grouped_rank(seed):
     ranks = grouped_rank(rows[ok], vals[ok], items[ok])
     size = 7
     top, depth = np.empty((n, size), np.int64), np.empty(n, np.int64)
-    source_top(*entries, never, ptr, cols, size, top, depth)
+    keys = np.empty(len(vals), np.uint64)
+    source_top(*entries, never, ptr, cols, size, top, depth, keys)
     want = np.full((n, size), -1, np.int64)
     pick = ranks < size
     want[rows[ok][pick], ranks[pick]] = items[ok][pick]
@@ -43,7 +51,7 @@ def test_source_top_and_features_equal_grouped_rank(seed):
     cr, ci = cand // v, cand % v
     score, rank = np.empty(len(ci), np.float32), np.empty(len(ci), np.int64)
     scratch = np.full(v, -1, np.int64)
-    source_features(*entries, never, ptr, cols, row_ptr(cr, n), ci, scratch, score, rank)
+    source_features(*entries[:3], keys, row_ptr(cr, n), ci, scratch, score, rank)
     assert (scratch == -1).all()
     dense = g.toarray()
     np.testing.assert_array_equal(score, dense[cr, ci])
@@ -62,3 +70,22 @@ def test_unique_pairs_equal_numpy_unique_of_row_item_keys():
     np.testing.assert_array_equal(r, keys // 50)
     np.testing.assert_array_equal(i, keys % 50)
     assert unique_pairs(rows[:0], items[:0], 3, 50)[0].shape == (0,)
+
+
+def test_pick_reads_a_graph_at_grouped_pairs_and_text_dots_are_dot_products():
+    rng = np.random.default_rng(11)
+    g = sparse.random(50, 80, density=0.2, random_state=11, dtype=np.float32).tocsr()
+    rows = rng.integers(0, 50, 30)
+    cols = rng.integers(-1, 80, 200)   # -1: no column (the value is 0)
+    ptr = np.sort(np.concatenate([[0, 200], rng.integers(0, 201, 29)]))
+    want = np.where(cols >= 0, g.toarray()[np.repeat(rows, np.diff(ptr)), cols], 0.0)
+    np.testing.assert_array_equal(pick(g, rows, ptr, cols), want.astype(np.float32))
+
+    vec = rng.standard_normal((80, 24)).astype(np.float32)
+    first, second = rng.standard_normal((2, 30, 24)).astype(np.float32)
+    items = rng.integers(0, 80, 200)
+    out = np.empty((2, 200), np.float32)
+    text_dots(vec, items, ptr, first, second, out[0], out[1])
+    user = np.repeat(np.arange(30), np.diff(ptr))
+    np.testing.assert_allclose(out[0], (vec[items] * first[user]).sum(axis=1), atol=1e-5)
+    np.testing.assert_allclose(out[1], (vec[items] * second[user]).sum(axis=1), atol=1e-5)
