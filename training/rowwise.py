@@ -23,19 +23,19 @@ Memory: one catalog-sized scratch array per call, whatever the batch.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
+from training.kernel import kernel
 from training.topk import _NONE, in_sorted, sort_key
 
 
-@numba.njit(nogil=True, cache=False)
+@kernel()
 def _allowed(item, score, never, mask_ptr, mask_cols, r):
     return (score > 0 and not never[item]
             and not in_sorted(mask_cols, mask_ptr[r], mask_ptr[r + 1], item))
 
 
-@numba.njit(nogil=True, cache=False)
+@kernel()
 def source_top(indptr, indices, data, bits, never, mask_ptr, mask_cols, size, top, depth,
                keys):
     """top[r, :] = row r's best `size` allowed entries' items, best first (-1 past the
@@ -71,7 +71,7 @@ def source_top(indptr, indices, data, bits, never, mask_ptr, mask_cols, size, to
         depth[r] = count
 
 
-@numba.njit(nogil=True, cache=False)
+@kernel()
 def source_features(indptr, indices, data, keys, cand_ptr, cand_items, scratch, score_out,
                     rank_out):
     """For every candidate c of row r (cand_items[cand_ptr[r]:cand_ptr[r + 1]]): its
@@ -102,7 +102,7 @@ def source_features(indptr, indices, data, keys, cand_ptr, cand_items, scratch, 
             scratch[indices[e]] = -1
 
 
-@numba.njit(nogil=True, cache=False)
+@kernel()
 def _pick(indptr, indices, data, rows, ptr, cols, scratch, out):
     for g in range(len(rows)):
         a, b = indptr[rows[g]], indptr[rows[g] + 1]
@@ -126,7 +126,7 @@ def pick(graph, rows: np.ndarray, ptr: np.ndarray, cols: np.ndarray) -> np.ndarr
     return out
 
 
-@numba.njit(nogil=True, cache=False, fastmath={"reassoc", "contract"})  # sums in lanes
+@kernel(fastmath={"reassoc", "contract"})  # sums in lanes
 def text_dots(vec, cand_items, cand_ptr, first, second, out_first, out_second):
     """For every candidate c of row r: vec[cand_items[c]] . first[r] and . second[r]."""
     dim = vec.shape[1]
@@ -141,7 +141,7 @@ def text_dots(vec, cand_items, cand_ptr, first, second, out_first, out_second):
             out_first[c], out_second[c] = a, b
 
 
-@numba.njit(nogil=True, cache=False)
+@kernel()
 def _unique_pairs(rows, items, n, seen):
     start = np.zeros(n + 1, np.int64)
     for r in rows:

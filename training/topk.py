@@ -13,20 +13,20 @@ checks it against that sort). The row's maximum over all its entries, masked or 
 from a first pass over the row, which the second then reads from cache; with `relative`
 the entries are ranked by their score less that maximum, as the night's features use it.
 
-Compiled once per process on first use (about a second; nothing is cached on disk, so the
-job code can travel as a zip).
+Compiled on first use, or loaded from the kernels' on-disk cache (`training.kernel`).
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from training.kernel import kernel
 
 _NONE = np.iinfo(np.uint64).max
 _SIGN = np.uint32(0x80000000)
 
 
-@numba.njit(nogil=True, cache=False)
+@kernel()
 def sort_key(bits, col):
     """uint64 key of a float32 (its bits) and its column: ascending keys = descending
     scores, ties by lower column; -0.0 and +0.0 equal."""
@@ -36,7 +36,7 @@ def sort_key(bits, col):
     return (np.uint64(~ordered) << np.uint64(32)) | np.uint64(col)
 
 
-@numba.njit(nogil=True, cache=False)
+@kernel()
 def in_sorted(cols, start, stop, col):
     """col in cols[start:stop] (sorted): a binary search."""
     lo, hi = start, stop
@@ -49,7 +49,7 @@ def in_sorted(cols, start, stop, col):
     return lo < stop and cols[lo] == col
 
 
-@numba.njit(nogil=True, cache=False)
+@kernel()
 def _row_max(row):
     """The row's maximum, over eight running maxima (no chain of dependent compares)."""
     v = len(row)
@@ -67,7 +67,7 @@ def _row_max(row):
     return max(max(max(a0, a1), max(a2, a3)), max(max(a4, a5), max(a6, a7)))
 
 
-@numba.njit(nogil=True, cache=False)
+@kernel()
 def _kth_largest(sample, want, buf):
     """The want-th largest value of `sample` (want <= len(sample)), through a sorted buffer
     of the largest seen so far: most values are turned away by one compare."""
@@ -85,7 +85,7 @@ def _kth_largest(sample, want, buf):
     return buf[want - 1]
 
 
-@numba.njit(nogil=True, cache=False)
+@kernel()
 def _collect(row, bits, threshold, top, relative, never, mask_cols, a, b, keys):
     """Keys of the row's allowed entries at or above `threshold` into `keys` (as many as
     fit); how many there are."""
@@ -108,7 +108,7 @@ def _collect(row, bits, threshold, top, relative, never, mask_cols, a, b, keys):
     return c
 
 
-@numba.njit(nogil=True, cache=False)
+@kernel()
 def _top_keys(scores, bits, depth, every, m, relative, never, mask_ptr, mask_cols, keys,
               counts, maxes):
     """Per row r: keys[r, :counts[r]] (unsorted) hold the keys of its best allowed entries,
@@ -176,7 +176,7 @@ def top_keys(scores: np.ndarray, depth: int, never: np.ndarray | None = None,
     return keys, counts, maxes
 
 
-@numba.njit(nogil=True, cache=False)
+@kernel()
 def _first_keys(keys, counts, k, top):
     """top[r, :] = the columns of row r's k smallest keys, smallest first (-1 past them),
     through a sorted buffer (for small k)."""
@@ -218,7 +218,7 @@ def first_columns(keys: np.ndarray, counts: np.ndarray, k: int) -> np.ndarray:
     return top
 
 
-@numba.njit(nogil=True, cache=False)
+@kernel()
 def key_ranks(keys, counts, scores, maxes, relative, cand_ptr, cand_cols, missing, out):
     """out[c] = the rank in row r of column cand_cols[c] (c in cand_ptr[r]:cand_ptr[r + 1]):
     how many of the row's keys (`top_keys`) are below its key, `missing` from `missing` on
