@@ -97,14 +97,15 @@ _NAMES: dict = {}
 
 
 def _names(ctx: ItemContext) -> dict:
-    """Per item its category ("the shop" without one) and title (its id without one), and
-    the verbs per event type, as Arrow arrays; made once per context."""
+    """Per item its id, category ("the shop" without one) and title (its id without one),
+    and the verbs per event type, as Arrow arrays; made once per context."""
     import pyarrow as pa
 
     if _NAMES.get("ctx") is not ctx:
         _NAMES.clear()
         _NAMES.update({
             "ctx": ctx,
+            "vocab": pa.array(ctx.vocab, pa.string()),
             "category": pa.array([c or "the shop" for c in ctx.category], pa.string()),
             "title": pa.array([t or v for t, v in zip(ctx.title, ctx.vocab)], pa.string()),
             "verbs": pa.array([VERBS.get(t, "viewed") for t in S.EVENT_TYPES], pa.string())})
@@ -121,10 +122,13 @@ def recommendations(cfg: Config, ctx: ItemContext, steps: Steps, make, kind: str
     ranked, scores = lists.fill(*make(ctx, steps, n_top), *lists.popular(ctx, steps, n_top))
     why = reasons(ctx, steps, ranked, similar=kind != POPULARITY)
     r, c = np.nonzero(ranked >= 0)
-    cols = {S.USER: steps.users[r].astype(str), S.RANK: (c + 1).astype(np.int32),
-            S.ITEM: ctx.vocab[ranked[r, c]].astype(str), S.SCORE: scores[r, c],
+    n = len(r)
+    cols = {S.USER: pa.array(steps.users, pa.string()).take(r),
+            S.RANK: (c + 1).astype(np.int32),
+            S.ITEM: _names(ctx)["vocab"].take(ranked[r, c]), S.SCORE: scores[r, c],
             S.REASON: why,
-            S.MODEL_VERSION: [version] * len(r), S.RUN_ID: [run_id] * len(r)}
+            S.MODEL_VERSION: pa.repeat(pa.scalar(version, pa.string()), n),
+            S.RUN_ID: pa.repeat(pa.scalar(run_id, pa.string()), n)}
     return pa.table(cols, schema=schema())
 
 
