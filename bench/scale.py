@@ -3,9 +3,11 @@
 For each tier (S: 1k users / 500 items, M: 50k / 10k, L: 500k / 50k; 30 days each) it
 generates the synthetic shop in a home of its own, cleans the history before the night
 (`nightshelf bootstrap`), then runs the night through the DAG exactly as `make night` does
-(`nightshelf night`: `airflow dags test`). A sampler walks the process tree four times a
-second: the sum of every process's resident memory (Airflow, spark-submit's JVM, Python
-workers, TensorFlow) is charged to the DAG task running at that moment, which it recognises
+(`nightshelf night`: `airflow dags test`). A sampler walks the process tree twice a second
+(PSS every fourth walk; its own CPU time is printed: at four walks a second with PSS every
+time it took up to 40% of a core, which the 2-core stages paid for): the sum of every
+process's resident memory (Airflow, spark-submit's JVM, Python workers, TensorFlow) is
+charged to the DAG task running at that moment, which it recognises
 from the command lines the tasks spawn. Per stage it records wall seconds, rows per second
 (each stage's own input: raw rows, clean events, users, training rows, published rows) and
 peak RSS; for scoring also scores per second, the served models' FLOPs per score and this
@@ -104,17 +106,22 @@ class Sampler(threading.Thread):
     """Peak RSS and PSS of a process tree, overall and per recognised stage, and when each
     stage was first and last seen."""
 
-    def __init__(self, root: int, stages=STAGES, every: float = 0.25):
+    def __init__(self, root: int, stages=STAGES, every: float = 0.5, pss_every: int = 4):
         super().__init__(daemon=True)
-        self.root, self.every = root, every
+        self.root, self.every, self.pss_every = root, every, pss_every
         self.patterns = [(name, re.compile(p)) for name, p in stages]
         self.peak, self.stages = {"peak": 0, "pss": 0}, {}  # the whole tree, and per stage
         self.done = threading.Event()
+        self.cpu = 0.0  # the sampler's own CPU seconds
 
     def run(self) -> None:
+        start, walks = time.thread_time(), 0
         while not self.done.is_set():
             pids = _tree(self.root)
-            total, pss = sum(_rss(p) for p in pids), sum(_pss(p) for p in pids)
+            total = sum(_rss(p) for p in pids)
+            # PSS (smaps_rollup walks the page tables of a multi-GB JVM) every few walks
+            pss = sum(_pss(p) for p in pids) if walks % self.pss_every == 0 else 0
+            walks += 1
             self.peak["peak"], self.peak["pss"] = (max(self.peak["peak"], total),
                                                    max(self.peak["pss"], pss))
             lines = " \n".join(_cmdline(p) for p in pids)
@@ -126,6 +133,7 @@ class Sampler(threading.Thread):
                     s["last"], s["peak"] = now, max(s["peak"], total)
                     s["pss"] = max(s["pss"], pss)
             time.sleep(self.every)
+        self.cpu = time.thread_time() - start
 
 
 def measured(cmd: list[str], env: dict, stages=STAGES) -> tuple[float, Sampler]:
@@ -138,6 +146,9 @@ def measured(cmd: list[str], env: dict, stages=STAGES) -> tuple[float, Sampler]:
     code = proc.wait()
     sampler.done.set()
     sampler.join()
+    wall = time.monotonic() - t0
+    print(f"bench-scale: the sampler used {sampler.cpu:.1f} s of CPU in {wall:.0f} s "
+          f"({100 * sampler.cpu / max(wall, 1e-9):.1f}% of a core)", flush=True)
     if code:
         raise SystemExit(f"bench-scale: {' '.join(cmd)} failed with exit code {code}")
     return time.monotonic() - t0, sampler

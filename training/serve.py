@@ -181,10 +181,10 @@ class ItemCachedScorer:
 class _MemberScorer:
     """One DCN split at x0 (see `ItemCachedScorer`): per candidate, the numeric encoder, the
     item parts gathered from their per-item tables, x0 and the cross and deep layers run as
-    one XLA-compiled function over chunks of `CHUNK` candidates (the last one padded), so
-    it is compiled once per process and catalog size."""
+    one XLA-compiled function over chunks of `CHUNK` candidates and the rest in chunks of
+    `TAIL` (the last one padded), so it is compiled twice per process and catalog size."""
 
-    CHUNK = 8_192
+    CHUNK, TAIL = 8_192, 1_024
 
     def __init__(self, model: keras.Model):
         import tensorflow as tf
@@ -227,16 +227,20 @@ class _MemberScorer:
         if not len(cands):
             return np.zeros(0, np.float32)
         tables = self._item_parts(ctx)
-        out = np.empty(len(cands), np.float32)
-        for start in range(0, len(cands), self.CHUNK):
-            values = cands.numeric[start:start + self.CHUNK]
-            items = cands.items[start:start + self.CHUNK].astype(np.int32)
+        n = len(cands)
+        out = np.empty(n, np.float32)
+        start = 0
+        while start < n:  # whole chunks, then the rest in tails (two compiled shapes)
+            size = self.CHUNK if n - start >= self.CHUNK else self.TAIL
+            values = cands.numeric[start:start + size]
+            items = cands.items[start:start + size].astype(np.int32)
             rows = len(items)
-            if rows < self.CHUNK:
-                values = np.concatenate([values, np.zeros((self.CHUNK - rows, self.width),
+            if rows < size:
+                values = np.concatenate([values, np.zeros((size - rows, self.width),
                                                           np.float32)])
-                items = np.concatenate([items, np.zeros(self.CHUNK - rows, np.int32)])
+                items = np.concatenate([items, np.zeros(size - rows, np.int32)])
             out[start:start + rows] = np.asarray(self.logits(values, items, tables))[:rows]
+            start += rows
         return out
 
 
