@@ -318,11 +318,12 @@ def _row(rows: list[dict], tier: str, stage: str, seconds: float, n: int, memory
           f"peak RSS {peak / 2 ** 20:.0f} MB, PSS {pss / 2 ** 20:.0f} MB", flush=True)
 
 
-def matmul_after() -> float:
-    """The matmul rate again, once the night is over: this VM's rate drifts by 2x within an
-    hour, so scoring's share is given against the rate before the tier and after it."""
+def matmul_rate(when: str) -> float:
+    """`matmul_flops`, printed: measured before each tier and again after its night (or its
+    tasks run again), as this VM's rate drifts by 2x within an hour; scoring's share is given
+    against both."""
     rate = matmul_flops()
-    print(f"bench-scale: float32 matmul {rate / 1e9:.1f} GFLOP/s after the night", flush=True)
+    print(f"bench-scale: float32 matmul {rate / 1e9:.1f} GFLOP/s {when}", flush=True)
     return rate
 
 
@@ -345,8 +346,9 @@ def task_rows(row, s: "Sampler", rec: dict, env: dict, matmul: float, after: flo
                 per_score = (flops["ranker"] + flops["sasrec"] / flops["candidates"]
                              if flops.get("kind") == "model" else 0)
                 scored = rec["score"].get("users", 0) * flops.get("candidates", 0)
-                rate = scored / max(wall, 1e-9) * per_score
-                extra.update({"scores_per_second": round(scored / max(wall, 1e-9), 1),
+                per_second = scored / max(wall, 1e-9)
+                rate = per_second * per_score
+                extra.update({"scores_per_second": round(per_second, 1),
                               "flops_per_score": round(per_score),
                               "matmul_flops_per_second": round(matmul),
                               "share_of_matmul_rate": round(rate / matmul, 4),
@@ -369,7 +371,8 @@ def run_again(tier: str, root: Path, matmul: float, earlier: list[dict],
     for task in tasks:
         print(f"bench-scale {tier}: task {task} again", flush=True)
         _, s = measured([CLI, "task", "--ds", END, "--task", task], env)
-        task_rows(row, s, _records(home, END), env, matmul, matmul_after(), again=True)
+        task_rows(row, s, _records(home, END), env, matmul, matmul_rate("after the tasks"),
+                  again=True)
     return rows
 
 
@@ -413,7 +416,7 @@ def run_tier(tier: str, root: Path, matmul: float, earlier: list[dict], *,
         return rows
     seconds, s = measured([CLI, "night", "--ds", END], env)
     rec = _records(home, END)
-    task_rows(row, s, rec, env, matmul, matmul_after())
+    task_rows(row, s, rec, env, matmul, matmul_rate("after the night"))
     # the night's holdout quality, kept with its cost: NDCG@10 per model and the gate's call
     reports = rec["evaluation"].get("reports", {})
     gate = rec["gate"]
@@ -480,9 +483,7 @@ def main(argv: list[str] | None = None) -> None:
         print(table(results))
         return
     for tier in a.tiers:
-        matmul = matmul_flops()
-        print(f"bench-scale: float32 matmul {matmul / 1e9:.1f} GFLOP/s on this machine",
-              flush=True)
+        matmul = matmul_rate("on this machine")
         rows = (run_again(tier, Path(a.root), matmul, results, a.again) if a.again else
                 run_tier(tier, Path(a.root), matmul, results, reuse=a.reuse,
                          prepare_only=a.prepare))
