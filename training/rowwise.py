@@ -30,12 +30,6 @@ from training.topk import _NONE, in_sorted, sort_key
 
 
 @kernel()
-def _allowed(item, score, never, mask_ptr, mask_cols, r):
-    return (score > 0 and not never[item]
-            and not in_sorted(mask_cols, mask_ptr[r], mask_ptr[r + 1], item))
-
-
-@kernel()
 def source_top(indptr, indices, data, bits, never, mask_ptr, mask_cols, size, top, depth,
                keys):
     """top[r, :] = row r's best `size` allowed entries' items, best first (-1 past the
@@ -49,9 +43,13 @@ def source_top(indptr, indices, data, bits, never, mask_ptr, mask_cols, size, to
     for r in range(n):
         kept = 0
         count = 0
+        a, b = mask_ptr[r], mask_ptr[r + 1]
         for e in range(indptr[r], indptr[r + 1]):
-            item, score = indices[e], data[e]
-            if not _allowed(item, score, never, mask_ptr, mask_cols, r):
+            # the test written out here: through a helper kernel taking the arrays, the
+            # loop ran ten times slower (about 50 ns an entry instead of 4)
+            item = indices[e]
+            if (not data[e] > 0 or never[item]
+                    or (b > a and in_sorted(mask_cols, a, b, item))):
                 keys[e] = _NONE
                 continue
             count += 1

@@ -166,82 +166,99 @@ class ItemCachedScorer:
     encoder per candidate, and only the cross and deep layers per candidate. Same logits as
     the whole model (the layers are the same), without re-reading strings per candidate.
     An averaged ranker (`training.ranker.average`) is split member by member and its
-    members' logits averaged, as its `members_mean` layer does."""
+    members' logits averaged, as its `members_mean` layer does.
 
-    def __init__(self, model: keras.Model):
-        members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-        self.members = [_MemberScorer(m) for m in members or [model]]
-
-    def __call__(self, ctx, cands: CandidateSet) -> np.ndarray:
-        if len(self.members) == 1:
-            return self.members[0](ctx, cands)
-        return np.mean([m(ctx, cands) for m in self.members], axis=0, dtype=np.float32)
-
-
-class _MemberScorer:
-    """One DCN split at x0 (see `ItemCachedScorer`): per candidate, the numeric encoder, the
-    item parts gathered from their per-item tables, x0 and the cross and deep layers run as
-    one XLA-compiled function over chunks of `CHUNK` candidates and the rest in chunks of
-    `TAIL` (the last one padded), so it is compiled twice per process and catalog size."""
+    Per candidate, every member's numeric encoder, item parts gathered from its per-item
+    tables, x0, cross and deep layers and the average run as one XLA-compiled function
+    over chunks of `CHUNK` candidates and the rest in chunks of `TAIL` (the last one
+    padded): compiled twice per process and context. The item tables are captured by the
+    function, not passed to it, so a call converts and checks two arrays only (passing
+    them cost about 2 ms of Python per call)."""
 
     CHUNK, TAIL = 8_192, 1_024
 
     def __init__(self, model: keras.Model):
-        import tensorflow as tf
+        members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+        self.members = [_Member(m) for m in members or [model]]
+        self.width = self.members[0].width
+        self._ctx, self._logits = None, None
 
-        x0 = model.get_layer("x0")
-        self.parts = keras.Model(model.input, x0.input)
-        self.numeric_slots = [_depends_on(t, "numeric") for t in x0.input]
-        head = keras.Model(x0.output, model.output)
-        numeric = keras.Model(model.input["numeric"],
-                              [t for t in x0.input if _depends_on(t, "numeric")])
-        self.width = int(model.input["numeric"].shape[-1])  # its numeric features
-
-        def logits(values, items, tables):
-            encoded = numeric(values, training=False)
-            encoded = iter(encoded if isinstance(encoded, (list, tuple)) else [encoded])
-            tables = iter(tables)
-            x = tf.concat([next(encoded) if num else tf.gather(next(tables), items)
-                           for num in self.numeric_slots], axis=1)
-            return tf.reshape(head(x, training=False), [-1])
-
-        self.logits = tf.function(logits, jit_compile=True, reduce_retracing=True)
-        self._ctx, self._items = None, None
-
-    def _item_parts(self, ctx) -> tuple:
+    def _function(self, ctx):
+        """The compiled per-candidate logits for `ctx`'s items (made once per context)."""
         if self._ctx is not ctx:
             import tensorflow as tf
 
-            n = ctx.size
-            outs = self.parts.predict_on_batch({
-                "numeric": np.zeros((n, self.width), np.float32),
-                "category": ctx.category.astype(str)[:, None],
-                "brand": ctx.brand.astype(str)[:, None],
-                "title": ctx.title.astype(str)[:, None]})
-            self._items = tuple(tf.constant(np.asarray(o, np.float32))
-                                for o, num in zip(outs, self.numeric_slots) if not num)
+            tables = [m.item_tables(ctx) for m in self.members]
+            members = self.members
+
+            def logits(values, items):
+                total = None
+                for member, own in zip(members, tables):
+                    out = member.logits(values, items, own)
+                    total = out if total is None else total + out
+                return total / len(members) if len(members) > 1 else total
+
+            self._logits = tf.function(logits, jit_compile=True)
             self._ctx = ctx
-        return self._items
+        return self._logits
 
     def __call__(self, ctx, cands: CandidateSet) -> np.ndarray:
         if not len(cands):
             return np.zeros(0, np.float32)
-        tables = self._item_parts(ctx)
+        logits = self._function(ctx)
         n = len(cands)
         out = np.empty(n, np.float32)
+        numeric = np.ascontiguousarray(cands.numeric, np.float32)
+        items_all = cands.items.astype(np.int32)
         start = 0
         while start < n:  # whole chunks, then the rest in tails (two compiled shapes)
             size = self.CHUNK if n - start >= self.CHUNK else self.TAIL
-            values = cands.numeric[start:start + size]
-            items = cands.items[start:start + size].astype(np.int32)
+            values = numeric[start:start + size]
+            items = items_all[start:start + size]
             rows = len(items)
             if rows < size:
                 values = np.concatenate([values, np.zeros((size - rows, self.width),
                                                           np.float32)])
                 items = np.concatenate([items, np.zeros(size - rows, np.int32)])
-            out[start:start + rows] = np.asarray(self.logits(values, items, tables))[:rows]
+            out[start:start + rows] = np.asarray(logits(values, items))[:rows]
             start += rows
         return out
+
+
+class _Member:
+    """One DCN split at x0 (see `ItemCachedScorer`): its item parts per vocabulary item, and
+    its logits per candidate from the numeric values, the items and those tables."""
+
+    def __init__(self, model: keras.Model):
+        x0 = model.get_layer("x0")
+        self.parts = keras.Model(model.input, x0.input)
+        self.numeric_slots = [_depends_on(t, "numeric") for t in x0.input]
+        self.head = keras.Model(x0.output, model.output)
+        self.numeric = keras.Model(model.input["numeric"],
+                                   [t for t in x0.input if _depends_on(t, "numeric")])
+        self.width = int(model.input["numeric"].shape[-1])  # its numeric features
+
+    def item_tables(self, ctx) -> tuple:
+        import tensorflow as tf
+
+        n = ctx.size
+        outs = self.parts.predict_on_batch({
+            "numeric": np.zeros((n, self.width), np.float32),
+            "category": ctx.category.astype(str)[:, None],
+            "brand": ctx.brand.astype(str)[:, None],
+            "title": ctx.title.astype(str)[:, None]})
+        return tuple(tf.constant(np.asarray(o, np.float32))
+                     for o, num in zip(outs, self.numeric_slots) if not num)
+
+    def logits(self, values, items, tables):
+        import tensorflow as tf
+
+        encoded = self.numeric(values, training=False)
+        encoded = iter(encoded if isinstance(encoded, (list, tuple)) else [encoded])
+        tables = iter(tables)
+        x = tf.concat([next(encoded) if num else tf.gather(next(tables), items)
+                       for num in self.numeric_slots], axis=1)
+        return tf.reshape(self.head(x, training=False), [-1])
 
 
 def _depends_on(tensor, input_name: str) -> bool:

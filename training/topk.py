@@ -68,44 +68,37 @@ def _row_max(row):
 
 
 @kernel()
-def _kth_largest(sample, want, buf):
-    """The want-th largest value of `sample` (want <= len(sample)), through a sorted buffer
-    of the largest seen so far: most values are turned away by one compare."""
-    filled = 0
-    for x in sample:
-        if filled == want and x <= buf[want - 1]:
-            continue
-        j = filled if filled < want else want - 1
-        while j > 0 and buf[j - 1] < x:
-            buf[j] = buf[j - 1]
-            j -= 1
-        buf[j] = x
-        if filled < want:
-            filled += 1
-    return buf[want - 1]
-
-
-@kernel()
-def _collect(row, bits, threshold, top, relative, never, mask_cols, a, b, keys):
+def _collect(row, bits, threshold, top, relative, never, mask_cols, a, b, keys, idx):
     """Keys of the row's allowed entries at or above `threshold` into `keys` (as many as
-    fit); how many there are."""
+    fit); how many there are. First the columns that reach the threshold, gathered without
+    a branch (`idx`: scratch of len(row) + 1), then the masks and keys on those only: a
+    branch per column that goes either way at random cost more than the rest of the pass."""
+    v = len(row)
+    c = 0
+    if relative:
+        for j in range(v):
+            idx[c] = j
+            c += (row[j] - top) >= threshold
+    else:
+        for j in range(v):
+            idx[c] = j
+            c += row[j] >= threshold
     cap = len(keys)
     shifted = np.empty(1, np.float32)
     shifted_bits = shifted.view(np.uint32)
-    c = 0
-    for j in range(len(row)):
-        x = row[j] - top if relative else row[j]
-        if x >= threshold:
-            if never[j] or (b > a and in_sorted(mask_cols, a, b, j)):
-                continue
-            if c < cap:
-                if relative:
-                    shifted[0] = x
-                    keys[c] = sort_key(shifted_bits[0], j)
-                else:
-                    keys[c] = sort_key(bits[j], j)
-            c += 1
-    return c
+    k = 0
+    for t in range(c):
+        j = idx[t]
+        if never[j] or (b > a and in_sorted(mask_cols, a, b, j)):
+            continue
+        if k < cap:
+            if relative:
+                shifted[0] = row[j] - top
+                keys[k] = sort_key(shifted_bits[0], j)
+            else:
+                keys[k] = sort_key(bits[j], j)
+        k += 1
+    return k
 
 
 @kernel()
@@ -118,7 +111,7 @@ def _top_keys(scores, bits, depth, every, m, relative, never, mask_ptr, mask_col
     cap = keys.shape[1]
     width = (v + every - 1) // every
     sample = np.empty(width, np.float32)
-    buf = np.empty(width, np.float32)
+    idx = np.empty(v + 1, np.int64)
     for r in range(n):
         row, row_bits, out = scores[r], bits[r], keys[r]
         peak = _row_max(row)
@@ -130,17 +123,18 @@ def _top_keys(scores, bits, depth, every, m, relative, never, mask_ptr, mask_col
             else:  # the sample's want-th largest: about depth * 1.5 entries reach it
                 for t in range(width):
                     sample[t] = row[t * every]
-                threshold = _kth_largest(sample, want, buf)
+                threshold = np.partition(sample, width - want)[width - want]
                 if relative:
                     threshold = threshold - peak
             c = _collect(row, row_bits, threshold, peak, relative, never, mask_cols, a, b,
-                         out)
+                         out, idx)
             if c >= depth or want >= width:
                 break
             want *= 2  # too few allowed entries reached it: a lower one
         if c > cap:  # many ties at the threshold: all of them, and the best `cap` kept
             wide = np.empty(c, np.uint64)
-            _collect(row, row_bits, threshold, peak, relative, never, mask_cols, a, b, wide)
+            _collect(row, row_bits, threshold, peak, relative, never, mask_cols, a, b, wide,
+                     idx)
             out[:] = np.sort(wide)[:cap]
             c = cap
         counts[r] = c
