@@ -32,14 +32,13 @@ from typing import Callable
 import numpy as np
 from scipy import sparse
 
-from training.baselines import recent_scores
 from training.candidate_set import NUMERIC, CandidateSet
 from training.context import ItemContext
 from training.rowwise import (
+    graph_source,
     pick,
     row_ptr,
     source_features,
-    source_top,
     text_dots,
     unique_pairs,
 )
@@ -192,18 +191,28 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
 
     rr, ri = recent_items(steps, COVISIT_RECENT)
 
+    recent = np.unique(rr * size + ri)  # each user's distinct recent items, ascending
+    u_ptr, u_items = row_ptr(recent // size, n), recent % size
+    touched = np.empty(size, np.int64)
+
     def from_recent(source: str, graph: sparse.csr_matrix):
         """A source over an item graph, from the user's recent items: its entries (a CSR
-        [n, vocab] of scores) and how many allowed items it ranked per user."""
-        g = recent_scores(graph, rr, ri, n)
-        entries = (g.indptr, g.indices, g.data.astype(np.float32, copy=False))
+        [n, vocab] of scores: the graph's rows at the user's recent items, summed as
+        `training.baselines.recent_scores` sums them), their keys, and how many allowed
+        items it ranked per user; made and ranked in one compiled pass (`graph_source`)."""
+        reach = int(np.diff(graph.indptr)[u_items].sum())
+        ptr = np.empty(n + 1, np.int64)
+        idx, val = np.empty(reach, graph.indices.dtype), np.empty(reach, np.float32)
+        keys = np.empty(reach, np.uint64)
         want = sizes.get(source, 0)
         top, depth = np.empty((n, want), np.int64), np.empty(n, np.int64)
-        keys = np.empty(len(entries[1]), np.uint64)
-        source_top(*entries, entries[2].view(np.uint32), never, mask_ptr, mask_items, want,
-                   top, depth, keys)
+        graph_source(graph.indptr, graph.indices, graph.data, u_ptr, u_items, never, mask_ptr,
+                     mask_items, want, top, depth, np.full(size, -1, np.int64),
+                     np.empty(size, graph.data.dtype),
+                     touched, ptr, idx, val, keys)
         take(source, top)
-        return entries + (keys,), depth
+        m = ptr[n]
+        return (ptr, idx[:m], val[:m], keys[:m]), depth
 
     # co-visitation, and text: the items nearest by title, from the user's recent items
     covisit, covisit_depth = from_recent("covisit", ctx.sim)

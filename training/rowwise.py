@@ -70,6 +70,71 @@ def source_top(indptr, indices, data, bits, never, mask_ptr, mask_cols, size, to
 
 
 @kernel()
+def graph_source(g_ptr, g_idx, g_val, u_ptr, u_items, never, mask_ptr, mask_cols, size,
+                 top, depth, mark, acc, touched, out_ptr, out_idx, out_val, out_keys):
+    """`source_top` over a graph source made in the same pass: row r's entries are the sums
+    of the graph's rows at its items u_items[u_ptr[r]:u_ptr[r + 1]] (distinct, ascending:
+    summed in that order, in the graph's dtype, as SciPy's sparse product sums them; exact
+    zeros dropped as it drops them), written to out_ptr / out_idx / out_val (float32, the
+    row's entries in the order first reached) with their keys, and ranked as
+    `source_top` ranks them. `mark` (int64 [vocab], all -1), `acc` ([vocab], the graph's
+    dtype) and `touched` (int64 [vocab]) are scratch; out_* are sized for every reached
+    (row, column)."""
+    n = len(u_ptr) - 1
+    best = np.empty(max(size, 1), np.uint64)
+    shifted = np.empty(1, np.float32)
+    shifted_bits = shifted.view(np.uint32)
+    e = 0
+    for r in range(n):
+        out_ptr[r] = e
+        t = 0
+        for q in range(u_ptr[r], u_ptr[r + 1]):
+            i = u_items[q]
+            for kk in range(g_ptr[i], g_ptr[i + 1]):
+                j = g_idx[kk]
+                if mark[j] != r:
+                    mark[j] = r
+                    acc[j] = 0
+                    touched[t] = j
+                    t += 1
+                acc[j] += g_val[kk]
+        kept = 0
+        count = 0
+        a, b = mask_ptr[r], mask_ptr[r + 1]
+        for q in range(t):
+            item = touched[q]
+            total = acc[item]
+            if total == 0:
+                continue
+            value = np.float32(total)
+            out_idx[e] = item
+            out_val[e] = value
+            if (not value > 0 or never[item]
+                    or (b > a and in_sorted(mask_cols, a, b, item))):
+                out_keys[e] = _NONE
+                e += 1
+                continue
+            shifted[0] = value
+            key = sort_key(shifted_bits[0], item)
+            out_keys[e] = key
+            e += 1
+            count += 1
+            if size == 0 or (kept == size and key >= best[size - 1]):
+                continue
+            j = kept if kept < size else size - 1  # insertion into the sorted buffer
+            while j > 0 and best[j - 1] > key:
+                best[j] = best[j - 1]
+                j -= 1
+            best[j] = key
+            if kept < size:
+                kept += 1
+        for j in range(size):
+            top[r, j] = np.int64(best[j] & np.uint64(0xFFFFFFFF)) if j < kept else -1
+        depth[r] = count
+    out_ptr[n] = e
+
+
+@kernel()
 def source_features(indptr, indices, data, keys, cand_ptr, cand_items, scratch, score_out,
                     rank_out):
     """For every candidate c of row r (cand_items[cand_ptr[r]:cand_ptr[r + 1]]): its

@@ -119,7 +119,9 @@ def recommendations(cfg: Config, ctx: ItemContext, steps: Steps, make, kind: str
     import pyarrow as pa
 
     n_top = cfg.scoring.top_n
-    ranked, scores = lists.fill(*make(ctx, steps, n_top), *lists.popular(ctx, steps, n_top))
+    ranked, scores = make(ctx, steps, n_top)
+    if (ranked < 0).any():  # short lists: filled with popular items (made only then)
+        ranked, scores = lists.fill(ranked, scores, *lists.popular(ctx, steps, n_top))
     why = reasons(ctx, steps, ranked, similar=kind != POPULARITY)
     r, c = np.nonzero(ranked >= 0)
     n = len(r)

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 from scipy import sparse
 
+from training.baselines import recent_scores
 from training.rowwise import (
+    graph_source,
     pick,
     row_ptr,
     source_features,
@@ -60,6 +62,51 @@ def test_source_top_and_features_equal_grouped_rank(seed):
     hit = (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == cand)
     np.testing.assert_array_equal(rank, np.where(hit, ranks[np.minimum(pos, len(keys) - 1)],
                                                  -1))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_graph_source_equals_scipys_product_then_source_top(seed):
+    """The one-pass graph source: SciPy's sum of the graph's rows at each row's recent items
+    (repeats counted once; sums that cancel to zero dropped), then `source_top`, the same
+    entries, values, keys, tops and depths."""
+    rng = np.random.default_rng(seed)
+    n, v = 50, 120
+    graph = sparse.random(v, v, density=0.08, random_state=seed, dtype=np.float32).tocsr()
+    graph.data = np.round(graph.data * 8).astype(np.float32) / 8 - np.float32(0.25)
+    rr = np.sort(rng.integers(0, n - 3, 400))  # the last rows have no recent items
+    ri = rng.integers(0, v, 400)
+    never = rng.random(v) < 0.1
+    masked = np.unique(rng.integers(0, n, 60) * v + rng.integers(0, v, 60))
+    ptr, cols = row_ptr(masked // v, n), masked % v
+    size = 6
+
+    g = recent_scores(graph, rr, ri, n)
+    data = g.data.astype(np.float32)
+    top, depth = np.empty((n, size), np.int64), np.empty(n, np.int64)
+    keys = np.empty(len(data), np.uint64)
+    source_top(g.indptr, g.indices, data, data.view(np.uint32), never, ptr, cols, size, top,
+               depth, keys)
+
+    recent = np.unique(rr * v + ri)
+    reach = int(np.diff(graph.indptr)[recent % v].sum())
+    out_ptr, out_idx = np.empty(n + 1, np.int64), np.empty(reach, graph.indices.dtype)
+    out_val, out_keys = np.empty(reach, np.float32), np.empty(reach, np.uint64)
+    top2, depth2 = np.empty((n, size), np.int64), np.empty(n, np.int64)
+    graph_source(graph.indptr, graph.indices, graph.data, row_ptr(recent // v, n),
+                 recent % v, never, ptr, cols, size, top2, depth2, np.full(v, -1, np.int64),
+                 np.empty(v, np.float32), np.empty(v, np.int64), out_ptr, out_idx, out_val,
+                 out_keys)
+    np.testing.assert_array_equal(top2, top)
+    np.testing.assert_array_equal(depth2, depth)
+    np.testing.assert_array_equal(out_ptr, g.indptr)
+    m = out_ptr[n]
+    for r in range(n):  # the same entries per row, in another order
+        a, b = g.indptr[r], g.indptr[r + 1]
+        theirs, ours = np.argsort(g.indices[a:b]), a + np.argsort(out_idx[a:b])
+        np.testing.assert_array_equal(out_idx[ours], g.indices[a:b][theirs])
+        np.testing.assert_array_equal(out_val[ours], data[a:b][theirs])
+        np.testing.assert_array_equal(out_keys[ours], keys[a:b][theirs])
+    assert m == len(data) and (data != 0).all()
 
 
 def test_unique_pairs_equal_numpy_unique_of_row_item_keys():
