@@ -249,9 +249,10 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
     covisit_score, covisit_rank = source_values(covisit)
     text_score, text_rank = source_values(text)
     sasrec_rank = np.zeros(len(ci), np.int64)
+    sasrec_score = np.zeros(len(ci), np.float32)
     if sasrec_keys is not None:  # exact, as every candidate is an allowed item
         key_ranks(sasrec_keys, sasrec_counts, logits, row_max, True, cand_ptr, ci, RANK_DEPTH,
-                  sasrec_rank)
+                  sasrec_rank, sasrec_score)
     own = _Pairs(size, ui_rows, ui_items, np.arange(len(ui_keys)))
     at = own.get(cr, ci, -1)
     mine = at >= 0
@@ -265,8 +266,7 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
         return lookup(k, v, cr * n_codes + code, 0.0)
 
     features = {
-        "sasrec_score": (logits[cr, ci] - row_max[cr] if logits is not None
-                         else np.zeros(len(cr), np.float32)),
+        "sasrec_score": sasrec_score,
         "sasrec_log_rank": np.log1p(sasrec_rank),
         "covisit_score": covisit_score,
         "covisit_log_rank": covisit_rank,

@@ -213,12 +213,16 @@ def first_columns(keys: np.ndarray, counts: np.ndarray, k: int) -> np.ndarray:
 
 
 @kernel()
-def key_ranks(keys, counts, scores, maxes, relative, cand_ptr, cand_cols, missing, out):
+def key_ranks(keys, counts, scores, maxes, relative, cand_ptr, cand_cols, missing, out,
+              out_score):
     """out[c] = the rank in row r of column cand_cols[c] (c in cand_ptr[r]:cand_ptr[r + 1]):
     how many of the row's keys (`top_keys`) are below its key, `missing` from `missing` on
-    or when it is not among them. Candidates must be allowed columns of their row. (A
-    count over the row's keys per candidate that is among them, a loop the compiler
-    vectorises; a candidate past the row's last key is not counted at all.)"""
+    or when it is not among them; out_score[c] = its score (less the row's maximum with
+    `relative`, as the key orders it: read here rather than gathered from the whole array
+    again). Candidates must be allowed columns of their row. (A count over the row's keys
+    per candidate that is among them, a loop the compiler vectorises; a candidate past the
+    row's last key is not counted at all. Grouping the keys into buckets first, or sorting
+    the candidates and placing each key among them, measured slower.)"""
     shifted = np.empty(1, np.float32)
     shifted_bits = shifted.view(np.uint32)
     plain_bits = scores.view(np.uint32)
@@ -232,8 +236,10 @@ def key_ranks(keys, counts, scores, maxes, relative, cand_ptr, cand_cols, missin
             if relative:
                 shifted[0] = scores[r, col] - maxes[r]
                 key = sort_key(shifted_bits[0], col)
+                out_score[c] = shifted[0]
             else:
                 key = sort_key(plain_bits[r, col], col)
+                out_score[c] = scores[r, col]
             if key > last:
                 out[c] = missing
                 continue

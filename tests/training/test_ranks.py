@@ -133,8 +133,9 @@ def test_key_ranks_are_positions_in_the_relative_masked_stable_sort(seed):
     cands[0] = np.sort(order[0][:60])                   # the very best, ranks 0..59
     cr = np.repeat(np.arange(n), [len(c) for c in cands])
     ci = np.concatenate(cands)
-    out = np.empty(len(ci), np.int64)
-    key_ranks(keys, counts, scores, row_max, True, row_ptr(cr, n), ci, depth, out)
+    out, score = np.empty(len(ci), np.int64), np.empty(len(ci), np.float32)
+    key_ranks(keys, counts, scores, row_max, True, row_ptr(cr, n), ci, depth, out, score)
+    np.testing.assert_array_equal(score, scores[cr, ci] - row_max[cr])
     want = np.concatenate([[min(int(np.nonzero(order[r] == c)[0][0]), depth) for c in cands[r]]
                            for r in range(n)])
     np.testing.assert_array_equal(out, want)
