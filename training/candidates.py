@@ -315,7 +315,9 @@ def generate(ctx: ItemContext, steps: Steps, sasrec: SasrecScorer | None,
                         ("text", text_depth)):
         col = features[f"{name}_log_rank"]
         features[f"{name}_log_rank"] = np.log1p(np.where(col < 0, depth[cr], col))
-    numeric = np.stack([np.asarray(features[k], np.float32) for k in NUMERIC], axis=1)
+    numeric = np.empty((len(cr), len(NUMERIC)), np.float32)
+    for j, name in enumerate(NUMERIC):  # cast as it is written: no float32 copy per column
+        numeric[:, j] = features[name]
     # the item's strings as the context holds them (Python strings): a fixed-width copy of
     # every candidate's title cost more than any feature; the ranker's inputs convert them
     return CandidateSet(rows=cr, items=ci, numeric=numeric, category=ctx.category[ci],
