@@ -6,7 +6,8 @@ dozen. In NumPy, ranking those entries and looking candidates up in them took gl
 of every entry of the batch and a binary search per candidate and feature. Here each user's
 entries are read where they lie (a CSR row, a row of SASRec's top items):
 
-- `source_top`: a row's best `size` allowed entries (score descending, ties by lower
+- `graph_source`: a row's entries of a graph source (the sum of the graph's rows at the
+  user's recent items), its best `size` allowed entries (score descending, ties by lower
   item), kept in a small sorted buffer, and how many allowed entries the row has;
 - `source_features`: for each candidate, its score in the row (0 where the row has none)
   and its exact rank among the row's allowed entries (-1 where it is not one), by counting
@@ -63,31 +64,19 @@ def _rank_row(indices, data, bits, lo, hi, never, mask_cols, a, b, size, best, t
 
 
 @kernel()
-def source_top(indptr, indices, data, bits, never, mask_ptr, mask_cols, size, top, depth,
-               keys):
-    """top[r, :] = row r's best `size` allowed entries' items, best first (-1 past the
-    row's end); depth[r] = its allowed entries; keys[e] = entry e's sort key, or the
-    largest uint64 when it is not allowed (what `source_features` reads). An entry is
-    allowed when its score is positive and neither `never` nor the row's masked items
-    (mask_cols[mask_ptr[r]:mask_ptr[r + 1]], sorted) hold its item. `bits`: `data`
-    viewed as uint32."""
-    best = np.empty(max(size, 1), np.uint64)
-    for r in range(len(indptr) - 1):
-        depth[r] = _rank_row(indices, data, bits, indptr[r], indptr[r + 1], never, mask_cols,
-                             mask_ptr[r], mask_ptr[r + 1], size, best, top, r, keys)
-
-
-@kernel()
 def graph_source(g_ptr, g_idx, g_val, u_ptr, u_items, never, mask_ptr, mask_cols, size,
                  top, depth, mark, acc, touched, out_ptr, out_idx, out_val, out_keys):
-    """`source_top` over a graph source made in the same pass: row r's entries are the sums
-    of the graph's rows at its items u_items[u_ptr[r]:u_ptr[r + 1]] (distinct, ascending:
-    summed in that order, in the graph's dtype, as SciPy's sparse product sums them; exact
-    zeros dropped as it drops them), written to out_ptr / out_idx / out_val (float32, the
-    row's entries in the order first reached) with their keys, and ranked as
-    `source_top` ranks them. `mark` (int64 [vocab], all -1), `acc` ([vocab], the graph's
-    dtype) and `touched` (int64 [vocab]) are scratch; out_* are sized for every reached
-    (row, column)."""
+    """Row r's entries are the sums of the graph's rows at its items
+    u_items[u_ptr[r]:u_ptr[r + 1]] (distinct, ascending: summed in that order, in the graph's
+    dtype, as SciPy's sparse product sums them; exact zeros dropped as it drops them),
+    written to out_ptr / out_idx / out_val (float32, the row's entries in the order first
+    reached); out_keys[e] = entry e's sort key, or the largest uint64 when it is not allowed
+    (what `source_features` reads); top[r, :] = its best `size` allowed entries' items, best
+    first (-1 past the row's end); depth[r] = its allowed entries. An entry is allowed when
+    its score is positive and neither `never` nor the row's masked items
+    (mask_cols[mask_ptr[r]:mask_ptr[r + 1]], sorted) hold its item. `mark` (int64 [vocab],
+    all -1), `acc` ([vocab], the graph's dtype) and `touched` (int64 [vocab]) are scratch;
+    out_* are sized for every reached (row, column)."""
     best = np.empty(max(size, 1), np.uint64)
     bits = out_val.view(np.uint32)
     e = 0
@@ -120,8 +109,8 @@ def source_features(indptr, indices, data, keys, cand_ptr, cand_items, scratch, 
                     rank_out):
     """For every candidate c of row r (cand_items[cand_ptr[r]:cand_ptr[r + 1]]): its
     entry's score in row r (0.0 without one) and its rank among the row's allowed entries
-    (as `source_top` orders them; -1 when it is not one), from the entries' `keys` that
-    `source_top` wrote: a count of the row's keys below each candidate's, a loop the
+    (as `graph_source` orders them; -1 when it is not one), from the entries' `keys` that
+    `graph_source` wrote: a count of the row's keys below each candidate's, a loop the
     compiler vectorises. `scratch`: int64 [vocab], all -1 (left so)."""
     n = len(indptr) - 1
     for r in range(n):

@@ -10,11 +10,11 @@ from training.rowwise import (
     pick,
     row_ptr,
     source_features,
-    source_top,
     text_dots,
     unique_pairs,
 )
 from training.steps import contains, grouped_rank
+from training.topk import _NONE, sort_key
 
 
 def _case(seed: int):
@@ -33,19 +33,41 @@ def _case(seed: int):
     return rng, n, v, g, never, (ptr, cols), entries, (rows, items, vals, ok)
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_source_top_and_features_equal_grouped_rank(seed):
-    rng, n, v, g, never, (ptr, cols), entries, (rows, items, vals, ok) = _case(seed)
-    ranks = grouped_rank(rows[ok], vals[ok], items[ok])
-    size = 7
+def _graph_source(graph, user_ptr, user_items, never, ptr, cols, size):
+    """`graph_source` over `graph` from each row's items: (top, depth, its entries)."""
+    n, v = len(user_ptr) - 1, graph.shape[1]
+    reach = int(np.diff(graph.indptr)[user_items].sum())
+    out_ptr, out_idx = np.empty(n + 1, np.int64), np.empty(reach, graph.indices.dtype)
+    out_val, out_keys = np.empty(reach, np.float32), np.empty(reach, np.uint64)
     top, depth = np.empty((n, size), np.int64), np.empty(n, np.int64)
-    keys = np.empty(len(vals), np.uint64)
-    source_top(*entries, never, ptr, cols, size, top, depth, keys)
+    graph_source(graph.indptr, graph.indices, graph.data, user_ptr, user_items, never, ptr,
+                 cols, size, top, depth, np.full(v, -1, np.int64),
+                 np.empty(v, graph.data.dtype), np.empty(v, np.int64), out_ptr, out_idx,
+                 out_val, out_keys)
+    m = out_ptr[n]
+    return top, depth, (out_ptr, out_idx[:m], out_val[:m], out_keys[:m])
+
+
+def _ranked_as_grouped_rank(n, size, rows, items, vals, ok):
+    """(top, depth) that `grouped_rank` gives the allowed entries."""
+    ranks = grouped_rank(rows[ok], vals[ok], items[ok])
     want = np.full((n, size), -1, np.int64)
     pick = ranks < size
     want[rows[ok][pick], ranks[pick]] = items[ok][pick]
+    return want, np.bincount(rows[ok], minlength=n), ranks
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_graph_source_ranks_and_features_equal_grouped_rank(seed):
+    """Each row its own graph row (one recent item, r): the tops and depths `grouped_rank`
+    gives, and each candidate's score and rank in the row."""
+    rng, n, v, g, never, (ptr, cols), entries, (rows, items, vals, ok) = _case(seed)
+    size = 7
+    top, depth, found = _graph_source(g, np.arange(n + 1), np.arange(n), never, ptr, cols,
+                                      size)
+    want, want_depth, ranks = _ranked_as_grouped_rank(n, size, rows, items, vals, ok)
     np.testing.assert_array_equal(top, want)
-    np.testing.assert_array_equal(depth, np.bincount(rows[ok], minlength=n))
+    np.testing.assert_array_equal(depth, want_depth)
 
     # candidates: some of the row's entries, allowed or not, and items it does not have
     cand = np.unique(np.concatenate([rng.integers(0, n, 300) * v + rng.integers(0, v, 300),
@@ -53,7 +75,7 @@ def test_source_top_and_features_equal_grouped_rank(seed):
     cr, ci = cand // v, cand % v
     score, rank = np.empty(len(ci), np.float32), np.empty(len(ci), np.int64)
     scratch = np.full(v, -1, np.int64)
-    source_features(*entries[:3], keys, row_ptr(cr, n), ci, scratch, score, rank)
+    source_features(*found, row_ptr(cr, n), ci, scratch, score, rank)
     assert (scratch == -1).all()
     dense = g.toarray()
     np.testing.assert_array_equal(score, dense[cr, ci])
@@ -65,10 +87,11 @@ def test_source_top_and_features_equal_grouped_rank(seed):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_graph_source_equals_scipys_product_then_source_top(seed):
+def test_graph_source_equals_scipys_product_then_grouped_rank(seed):
     """The one-pass graph source: SciPy's sum of the graph's rows at each row's recent items
-    (repeats counted once; sums that cancel to zero dropped), then `source_top`, the same
-    entries, values, keys, tops and depths."""
+    (repeats counted once; sums that cancel to zero dropped), the same entries and values,
+    each allowed entry's sort key (the largest uint64 for the others), and the tops and
+    depths `grouped_rank` gives the product's allowed entries."""
     rng = np.random.default_rng(seed)
     n, v = 50, 120
     graph = sparse.random(v, v, density=0.08, random_state=seed, dtype=np.float32).tocsr()
@@ -82,31 +105,26 @@ def test_graph_source_equals_scipys_product_then_source_top(seed):
 
     g = recent_scores(graph, rr, ri, n)
     data = g.data.astype(np.float32)
-    top, depth = np.empty((n, size), np.int64), np.empty(n, np.int64)
-    keys = np.empty(len(data), np.uint64)
-    source_top(g.indptr, g.indices, data, data.view(np.uint32), never, ptr, cols, size, top,
-               depth, keys)
+    coo_rows = np.repeat(np.arange(n), np.diff(g.indptr))
+    g_items = g.indices.astype(np.int64)
+    ok = ~never[g_items] & ~contains(masked, coo_rows * v + g_items) & (data > 0)
+    keys = np.array([sort_key(b, i) if a else _NONE
+                     for a, b, i in zip(ok, data.view(np.uint32), g_items)], np.uint64)
 
     recent = np.unique(rr * v + ri)
-    reach = int(np.diff(graph.indptr)[recent % v].sum())
-    out_ptr, out_idx = np.empty(n + 1, np.int64), np.empty(reach, graph.indices.dtype)
-    out_val, out_keys = np.empty(reach, np.float32), np.empty(reach, np.uint64)
-    top2, depth2 = np.empty((n, size), np.int64), np.empty(n, np.int64)
-    graph_source(graph.indptr, graph.indices, graph.data, row_ptr(recent // v, n),
-                 recent % v, never, ptr, cols, size, top2, depth2, np.full(v, -1, np.int64),
-                 np.empty(v, np.float32), np.empty(v, np.int64), out_ptr, out_idx, out_val,
-                 out_keys)
-    np.testing.assert_array_equal(top2, top)
-    np.testing.assert_array_equal(depth2, depth)
+    top, depth, (out_ptr, out_idx, out_val, out_keys) = _graph_source(
+        graph, row_ptr(recent // v, n), recent % v, never, ptr, cols, size)
+    want, want_depth, _ = _ranked_as_grouped_rank(n, size, coo_rows, g_items, data, ok)
+    np.testing.assert_array_equal(top, want)
+    np.testing.assert_array_equal(depth, want_depth)
     np.testing.assert_array_equal(out_ptr, g.indptr)
-    m = out_ptr[n]
     for r in range(n):  # the same entries per row, in another order
         a, b = g.indptr[r], g.indptr[r + 1]
         theirs, ours = np.argsort(g.indices[a:b]), a + np.argsort(out_idx[a:b])
         np.testing.assert_array_equal(out_idx[ours], g.indices[a:b][theirs])
         np.testing.assert_array_equal(out_val[ours], data[a:b][theirs])
         np.testing.assert_array_equal(out_keys[ours], keys[a:b][theirs])
-    assert m == len(data) and (data != 0).all()
+    assert out_ptr[n] == len(data) and (data != 0).all()
 
 
 def test_unique_pairs_equal_numpy_unique_of_row_item_keys():
